@@ -1,0 +1,10 @@
+// abide/abide.hpp: durable human-in-the-loop workflows. Include this one header.
+#pragma once
+
+#include <abide/codec.hpp>
+#include <abide/context.hpp>
+#include <abide/engine.hpp>
+#include <abide/errors.hpp>
+#include <abide/options.hpp>
+#include <abide/types.hpp>
+#include <abide/version.hpp>

@@ -1,0 +1,173 @@
+// abide/context.hpp: what workflow code calls.
+//
+// A workflow is `Out fn(abide::Context& ctx, const In& input)`. Every ctx call
+// is journaled at the next position of the run; on replay the call returns the
+// recorded value instead of acting again. Rules for the code between ctx
+// calls (see README "Rules for workflow code"):
+//   * be deterministic: take time, randomness and ids from ctx.now(),
+//     ctx.random(), ctx.uuid(); do I/O only inside steps;
+//   * make step bodies idempotent: they run at least once (again if the
+//     process dies before their result is committed); use idempotency_key();
+//   * never swallow abide's unwind: rethrow from every `catch (...)`.
+//
+// Thread-safety: a Context belongs to its run's fiber; use it only from the
+// workflow function, never from step bodies or other threads.
+#pragma once
+
+#include <abide/codec.hpp>
+#include <abide/errors.hpp>
+#include <abide/options.hpp>
+#include <abide/types.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+namespace abide {
+
+namespace detail {
+class RunInstance;
+
+/// Non-owning reference to a callable; valid only during the call it is passed to.
+template <class Sig>
+class function_ref;
+template <class R, class... A>
+class function_ref<R(A...)> {
+public:
+    template <class F>
+    function_ref(F& f) noexcept  // NOLINT(google-explicit-constructor)
+        : obj_(static_cast<void*>(std::addressof(f))),
+          call_([](void* o, A... a) -> R { return (*static_cast<F*>(o))(std::forward<A>(a)...); }) {}
+    R operator()(A... a) const { return call_(obj_, std::forward<A>(a)...); }
+
+private:
+    void* obj_;
+    R (*call_)(void*, A...);
+};
+}  // namespace detail
+
+/// Given to a step body that takes it as first parameter.
+class StepContext {
+public:
+    const std::string& run_id() const noexcept { return run_id_; }
+    const std::string& step_name() const noexcept { return step_name_; }
+    /// 1 on the first attempt; counts retries and re-executions after a crash.
+    std::uint32_t attempt() const noexcept { return attempt_; }
+    /// "{run_id}:{position}": the same on every attempt of this step in this
+    /// run, and different for every other step. Pass it to external services.
+    const std::string& idempotency_key() const noexcept { return key_; }
+
+private:
+    friend class detail::RunInstance;
+    StepContext(std::string run_id, std::string step_name, std::uint32_t attempt, std::string key)
+        : run_id_(std::move(run_id)), step_name_(std::move(step_name)), attempt_(attempt),
+          key_(std::move(key)) {}
+    std::string run_id_, step_name_;
+    std::uint32_t attempt_;
+    std::string key_;
+};
+
+class Context {
+public:
+    /// Runs `fn(args...)` (or `fn(step_ctx, args...)`) once per run and returns
+    /// its result, which is journaled before the workflow sees it. On replay
+    /// the recorded result is returned, or the recorded failure raised again as
+    /// StepError, and `fn` is not called. The result type needs a codec
+    /// (see codec.hpp) or is void. Arguments are passed by reference.
+    template <class F, class... Args>
+        requires(!std::is_same_v<std::decay_t<F>, StepOptions>)
+    auto step(std::string_view name, F&& fn, Args&&... args) {
+        return step(name, StepOptions{}, std::forward<F>(fn), std::forward<Args>(args)...);
+    }
+
+    /// As above, with a retry policy: a failed attempt is journaled and the
+    /// next one runs after a durable backoff timer; the last failure is raised
+    /// as StepError.
+    template <class F, class... Args>
+    auto step(std::string_view name, const StepOptions& options, F&& fn, Args&&... args) {
+        constexpr bool takes_ctx = std::is_invocable_v<F&, StepContext&, Args&...>;
+        using R = std::decay_t<decltype(invoke_body<takes_ctx>(std::declval<F&>(),
+                                                               std::declval<StepContext&>(),
+                                                               std::declval<Args&>()...))>;
+        auto body = [&](StepContext& sc) -> json {
+            if constexpr (std::is_void_v<R>) {
+                invoke_body<takes_ctx>(fn, sc, args...);
+                return json();
+            } else {
+                return codec<R>::encode(invoke_body<takes_ctx>(fn, sc, args...));
+            }
+        };
+        json recorded = run_step(name, options, detail::function_ref<json(StepContext&)>(body));
+        if constexpr (!std::is_void_v<R>) {
+            return detail::decode_as<R>(recorded, "the recorded result of step '" + std::string(name) + "'");
+        }
+    }
+
+    /// Waits until Engine::signal(run, name, payload) delivers a payload, and
+    /// returns it decoded into T; returns nothing if `timeout` passes first.
+    /// `metadata` is stored with the wait: Engine::list_runs and the event
+    /// log show it (an approval inbox). A signal sent before this wait is
+    /// consumed by it. Raises Cancelled if the run is cancelled meanwhile.
+    template <class T>
+    std::optional<T> wait_for_signal(std::string_view name, Duration timeout, json metadata = json::object()) {
+        auto payload = wait(WaitKind::signal, name, std::move(metadata), timeout);
+        if (!payload) return std::nullopt;
+        return detail::decode_as<T>(*payload, "signal '" + std::string(name) + "'");
+    }
+
+    /// Waits without a deadline.
+    template <class T>
+    T wait_for_signal(std::string_view name, json metadata = json::object()) {
+        auto payload = wait(WaitKind::signal, name, std::move(metadata), std::nullopt);
+        return detail::decode_as<T>(*payload, "signal '" + std::string(name) + "'");
+    }
+
+    /// Parks the run until Engine::resume(run, step_key, data) and returns that
+    /// data. Emits a `suspended` event with topic "{step_key}/{run_id}" and
+    /// `data`. Raises TimeoutError if `timeout` passes first, Cancelled if the
+    /// run is cancelled meanwhile.
+    json suspend(std::string_view step_key, json data = json::object(),
+                 std::optional<Duration> timeout = std::nullopt);
+
+    /// Parks the run for `duration` (a durable timer; survives restarts).
+    void sleep(Duration duration);
+
+    /// The engine clock's time, journaled: replay returns the recorded time.
+    TimePoint now();
+    /// A random 64-bit number, journaled.
+    std::uint64_t random();
+    /// A random UUID (version 4) string, journaled.
+    std::string uuid();
+
+    const std::string& run_id() const noexcept;
+    const std::string& workflow() const noexcept;
+    /// True while the run is re-executing journaled calls. For logging only:
+    /// branching on it breaks determinism.
+    bool replaying() const noexcept;
+
+private:
+    friend class detail::RunInstance;
+    explicit Context(detail::RunInstance& instance) : instance_(instance) {}
+
+    template <bool TakesCtx, class F, class... Args>
+    static decltype(auto) invoke_body(F& fn, StepContext& sc, Args&... args) {
+        if constexpr (TakesCtx) {
+            return std::invoke(fn, sc, args...);
+        } else {
+            (void)sc;
+            return std::invoke(fn, args...);
+        }
+    }
+
+    json run_step(std::string_view name, const StepOptions& options,
+                  detail::function_ref<json(StepContext&)> body);
+    std::optional<json> wait(WaitKind kind, std::string_view name, json data, std::optional<Duration> timeout);
+
+    detail::RunInstance& instance_;
+};
+
+}  // namespace abide

@@ -1,0 +1,10 @@
+#pragma once
+
+#define ABIDE_VERSION_MAJOR 0
+#define ABIDE_VERSION_MINOR 1
+#define ABIDE_VERSION_PATCH 0
+
+namespace abide {
+/// The on-disk format this build reads and writes (see docs/journal-format.md).
+inline constexpr unsigned journal_format_version = 1;
+}  // namespace abide

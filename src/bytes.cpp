@@ -1,0 +1,83 @@
+#include "bytes.hpp"
+
+#include <abide/errors.hpp>
+
+#include <array>
+
+namespace abide::detail {
+
+namespace {
+
+// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), slicing-by-8 tables.
+using crc_tables = std::array<std::array<std::uint32_t, 256>, 8>;
+
+constexpr crc_tables make_tables() {
+    crc_tables t{};
+    for (std::uint32_t i = 0; i < 256; ++i) {
+        std::uint32_t c = i;
+        for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+        t[0][i] = c;
+    }
+    for (std::uint32_t i = 0; i < 256; ++i)
+        for (std::size_t s = 1; s < 8; ++s) t[s][i] = (t[s - 1][i] >> 8) ^ t[0][t[s - 1][i] & 0xff];
+    return t;
+}
+
+constexpr crc_tables tables = make_tables();
+
+}  // namespace
+
+std::uint32_t crc32c(const void* data, std::size_t size, std::uint32_t seed) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    std::uint32_t c = ~seed;
+    while (size >= 8) {
+        std::uint32_t lo = c ^ (static_cast<std::uint32_t>(p[0]) | static_cast<std::uint32_t>(p[1]) << 8 |
+                                static_cast<std::uint32_t>(p[2]) << 16 | static_cast<std::uint32_t>(p[3]) << 24);
+        c = tables[7][lo & 0xff] ^ tables[6][(lo >> 8) & 0xff] ^ tables[5][(lo >> 16) & 0xff] ^
+            tables[4][lo >> 24] ^ tables[3][p[4]] ^ tables[2][p[5]] ^ tables[1][p[6]] ^ tables[0][p[7]];
+        p += 8;
+        size -= 8;
+    }
+    while (size--) c = (c >> 8) ^ tables[0][(c ^ *p++) & 0xff];
+    return ~c;
+}
+
+ByteReader::ByteReader(std::string_view record, std::string what) : what_(std::move(what)) {
+    if (record.size() < 5) fail("shorter than a record can be");
+    std::uint32_t stored = get_be32(record, record.size() - 4);
+    if (crc32c(record.data(), record.size() - 4) != stored) fail("checksum mismatch");
+    version_ = static_cast<std::uint8_t>(record[0]);
+    body_ = record.substr(1, record.size() - 5);
+}
+
+std::uint8_t ByteReader::u8() {
+    if (pos_ >= body_.size()) fail("truncated field");
+    return static_cast<std::uint8_t>(body_[pos_++]);
+}
+
+std::uint64_t ByteReader::varint() {
+    std::uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        std::uint8_t b = u8();
+        v |= static_cast<std::uint64_t>(b & 0x7f) << shift;
+        if (!(b & 0x80)) return v;
+    }
+    fail("overlong integer");
+}
+
+std::string_view ByteReader::str() {
+    std::uint64_t n = varint();
+    if (n > body_.size() - pos_) fail("string runs past the record");
+    std::string_view s = body_.substr(pos_, n);
+    pos_ += n;
+    return s;
+}
+
+void ByteReader::fail(std::string_view why) const {
+    throw FormatError("abide.storage.corrupt",
+                      what_ + " is damaged (" + std::string(why) +
+                          "); the database file was modified outside abide or the disk is failing. "
+                          "Restore it from a backup; other runs are unaffected");
+}
+
+}  // namespace abide::detail

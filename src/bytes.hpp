@@ -1,0 +1,90 @@
+// Byte-level encoding shared by every stored record and key.
+//
+// Keys use big-endian fixed-width integers so that LMDB's byte order is the
+// scan order. Values are "version byte, fields, CRC-32C of everything before
+// it": a record that fails its checksum is reported, never decoded.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace abide::detail {
+
+std::uint32_t crc32c(const void* data, std::size_t size, std::uint32_t seed = 0);
+
+inline void put_be64(std::string& out, std::uint64_t v) {
+    for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
+}
+inline void put_be32(std::string& out, std::uint32_t v) {
+    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
+}
+inline std::uint64_t get_be64(std::string_view in, std::size_t at = 0) {
+    std::uint64_t v = 0;
+    for (std::size_t i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(in[at + i]);
+    return v;
+}
+inline std::uint32_t get_be32(std::string_view in, std::size_t at = 0) {
+    std::uint32_t v = 0;
+    for (std::size_t i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(in[at + i]);
+    return v;
+}
+
+/// Appends fields to a record; finish() adds the checksum.
+class ByteWriter {
+public:
+    explicit ByteWriter(std::uint8_t version) { out_.push_back(static_cast<char>(version)); }
+    void u8(std::uint8_t v) { out_.push_back(static_cast<char>(v)); }
+    void varint(std::uint64_t v) {
+        while (v >= 0x80) {
+            out_.push_back(static_cast<char>((v & 0x7f) | 0x80));
+            v >>= 7;
+        }
+        out_.push_back(static_cast<char>(v));
+    }
+    /// Signed values (times, which may precede 1970) zig-zag encoded.
+    void svarint(std::int64_t v) {
+        varint((static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63));
+    }
+    void str(std::string_view s) {
+        varint(s.size());
+        out_.append(s);
+    }
+    std::string finish() && {
+        put_crc();
+        return std::move(out_);
+    }
+
+private:
+    void put_crc() {
+        std::uint32_t c = crc32c(out_.data(), out_.size());
+        put_be32(out_, c);
+    }
+    std::string out_;
+};
+
+/// Reads fields back; any overrun or checksum mismatch throws FormatError
+/// naming `what` (e.g. "run record 42").
+class ByteReader {
+public:
+    ByteReader(std::string_view record, std::string what);
+    std::uint8_t version() const { return version_; }
+    std::uint8_t u8();
+    std::uint64_t varint();
+    std::int64_t svarint() {
+        std::uint64_t z = varint();
+        return static_cast<std::int64_t>((z >> 1) ^ (~(z & 1) + 1));
+    }
+    std::string_view str();
+    bool at_end() const { return pos_ == body_.size(); }
+    [[noreturn]] void fail(std::string_view why) const;
+
+private:
+    std::string_view body_;  // without version byte and checksum
+    std::size_t pos_ = 0;
+    std::uint8_t version_ = 0;
+    std::string what_;
+};
+
+}  // namespace abide::detail

@@ -1,0 +1,129 @@
+#include "commit_queue.hpp"
+
+#include "bytes.hpp"
+#include "records.hpp"
+
+#include <abide/errors.hpp>
+
+namespace abide::detail {
+
+std::uint64_t WriteContext::emit(Event event) {
+    if (!next_event_) {
+        Cursor c(txn, Db::events);
+        next_event_ = c.last() ? get_be64(c.key()) + 1 : 1;
+    }
+    event.seq = (*next_event_)++;
+    event.at = from_micros(now_us);
+    std::string key;
+    put_be64(key, event.seq);
+    txn.put(Db::events, key, encode_event(event));
+    const std::uint64_t seq = event.seq;
+    if (keep_events_) events_.push_back(std::move(event));
+    return seq;
+}
+
+CommitQueue::CommitQueue(Storage& storage, std::function<TimePoint()> clock,
+                         std::function<void(const Event&)> on_event)
+    : storage_(storage), clock_(std::move(clock)), on_event_(std::move(on_event)) {}
+
+std::uint64_t CommitQueue::commits() const {
+    std::lock_guard lock(mutex_);
+    return commits_;
+}
+
+void CommitQueue::run(const Op& op) {
+    std::exception_ptr error;
+    run(std::span<const Op>(&op, 1), std::span<std::exception_ptr>(&error, 1));
+    if (error) std::rethrow_exception(error);
+}
+
+void CommitQueue::run(std::span<const Op> ops, std::span<std::exception_ptr> errors) {
+    Group group{ops, errors, nullptr, false};
+    std::unique_lock lock(mutex_);
+    pending_.push_back(&group);
+    while (!group.done) {
+        if (leading_) {
+            cv_.wait(lock);
+            continue;
+        }
+        leading_ = true;
+        std::vector<Group*> batch = std::exchange(pending_, {});
+        lock.unlock();
+        std::vector<Event> events = commit(batch);
+        lock.lock();
+        for (Group* g : batch) g->done = true;
+        leading_ = false;
+        cv_.notify_all();
+        if (!events.empty()) deliver_events(lock, std::move(events));
+    }
+    if (group.commit_error) std::rethrow_exception(group.commit_error);
+}
+
+std::vector<Event> CommitQueue::commit(std::vector<Group*>& batch) {
+    const bool keep_events = static_cast<bool>(on_event_);
+    for (;;) {
+        bool restart = false;
+        try {
+            Txn txn = storage_.write();
+            WriteContext ctx(txn, to_micros(clock_()), keep_events);
+            for (Group* g : batch) {
+                for (std::size_t i = 0; i < g->ops.size() && !restart; ++i) {
+                    if (g->errors[i]) continue;  // dropped in an earlier attempt
+                    try {
+                        g->ops[i](ctx);
+                    } catch (const MapFullError&) {
+                        throw;
+                    } catch (const FormatError&) {
+                        g->errors[i] = std::current_exception();  // one damaged record, not the batch
+                        restart = true;
+                    } catch (const StorageError&) {
+                        throw;
+                    } catch (...) {
+                        g->errors[i] = std::current_exception();
+                        restart = true;
+                    }
+                }
+                if (restart) break;
+            }
+            if (restart) continue;  // txn aborts here; re-apply without the failed op
+            txn.commit();
+            {
+                std::lock_guard lock(mutex_);
+                ++commits_;
+            }
+            return ctx.take_events();
+        } catch (const MapFullError&) {
+            try {
+                storage_.grow_map();
+            } catch (...) {
+                for (Group* g : batch) g->commit_error = std::current_exception();
+                return {};
+            }
+        } catch (...) {
+            for (Group* g : batch) g->commit_error = std::current_exception();
+            return {};
+        }
+    }
+}
+
+void CommitQueue::deliver_events(std::unique_lock<std::mutex>& lock, std::vector<Event> events) {
+    callback_queue_.insert(callback_queue_.end(), std::make_move_iterator(events.begin()),
+                           std::make_move_iterator(events.end()));
+    if (delivering_) return;  // the thread delivering now will reach them, in order
+    delivering_ = true;
+    while (!callback_queue_.empty()) {
+        std::vector<Event> now = std::exchange(callback_queue_, {});
+        lock.unlock();
+        for (const Event& e : now) {
+            try {
+                on_event_(e);
+            } catch (...) {
+                // A throwing callback must not undo or block a committed write.
+            }
+        }
+        lock.lock();
+    }
+    delivering_ = false;
+}
+
+}  // namespace abide::detail

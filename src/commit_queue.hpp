@@ -1,0 +1,93 @@
+// Group commit: every write abide makes goes through one CommitQueue.
+//
+// Callers on any thread hand in operations; one caller at a time becomes the
+// leader, applies every queued operation in one write transaction, commits it
+// (one sync for all of them), and wakes the others. So concurrent signals, starts
+// and poll rounds share synced commits instead of paying one each.
+//
+// Invariants:
+//  * an operation reads and writes only through its WriteContext, decides its
+//    outcome from what it reads, and stores the outcome in caller-owned memory;
+//    it may be applied more than once (a retried batch), so it assigns, never
+//    accumulates;
+//  * a caller returns only after its operations' transaction committed, or
+//    with the error that made it fail; nothing is visible before the commit;
+//  * an operation that throws anything but a storage error is dropped from the
+//    batch, which is then re-applied without it: its partial writes vanish;
+//  * a full map is grown with no transaction open and the batch re-applied.
+#pragma once
+
+#include "storage.hpp"
+
+#include <abide/types.hpp>
+
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <vector>
+
+namespace abide::detail {
+
+/// What an operation sees: the transaction, the batch's clock reading, and
+/// the event log's next sequence number.
+class WriteContext {
+public:
+    WriteContext(Txn& transaction, std::int64_t now, bool keep_events)
+        : txn(transaction), now_us(now), keep_events_(keep_events) {}
+    Txn& txn;
+    const std::int64_t now_us;
+    /// Appends to the durable event log (stamped now); returns its seq.
+    std::uint64_t emit(Event event);
+    std::vector<Event> take_events() { return std::move(events_); }
+
+private:
+    std::optional<std::uint64_t> next_event_;
+    bool keep_events_;
+    std::vector<Event> events_;
+};
+
+class CommitQueue {
+public:
+    using Op = std::function<void(WriteContext&)>;
+
+    CommitQueue(Storage& storage, std::function<TimePoint()> clock, std::function<void(const Event&)> on_event);
+
+    /// Applies `ops` in a shared transaction and commits it. errors[i] receives
+    /// the exception op i threw (that op took no effect). Throws the storage
+    /// error when the commit itself failed: then no op took effect.
+    void run(std::span<const Op> ops, std::span<std::exception_ptr> errors);
+    /// One operation; rethrows what it threw.
+    void run(const Op& op);
+
+    /// Write transactions committed so far.
+    std::uint64_t commits() const;
+
+private:
+    struct Group {
+        std::span<const Op> ops;
+        std::span<std::exception_ptr> errors;
+        std::exception_ptr commit_error;
+        bool done = false;
+    };
+    std::vector<Event> commit(std::vector<Group*>& batch);
+    void deliver_events(std::unique_lock<std::mutex>& lock, std::vector<Event> events);
+
+    Storage& storage_;
+    std::function<TimePoint()> clock_;
+    std::function<void(const Event&)> on_event_;
+    mutable std::mutex mutex_;
+    std::condition_variable cv_;
+    std::vector<Group*> pending_;
+    bool leading_ = false;
+    std::uint64_t commits_ = 0;
+    // Events wait here for the on_event callback, in commit order; one thread
+    // at a time delivers them, so a callback that writes does not deadlock.
+    std::vector<Event> callback_queue_;
+    bool delivering_ = false;
+};
+
+}  // namespace abide::detail

@@ -1,0 +1,58 @@
+// Engine: the public face; every call forwards to the core.
+#include "engine_core.hpp"
+
+#include <fmt/format.h>
+
+namespace abide {
+
+namespace {
+
+SignalResult parse_then(std::string_view text, const std::function<SignalResult(json)>& deliver) {
+    json payload;
+    try {
+        payload = json::parse(text);
+    } catch (const json::parse_error& e) {
+        return {SignalOutcome::invalid_payload,
+                fmt::format("the payload is not valid JSON: {}; nothing was written", e.what())};
+    }
+    return deliver(std::move(payload));
+}
+
+}  // namespace
+
+Engine::Engine(EngineOptions options) : core_(std::make_unique<detail::EngineCore>(std::move(options))) {}
+Engine::~Engine() = default;
+
+detail::WorkflowDef& Engine::add_definition(std::string name) { return core_->add_definition(std::move(name)); }
+
+RunHandle Engine::start_json(std::string_view workflow, const json& input, StartOptions options) {
+    return core_->start(workflow, input, options);
+}
+
+SignalResult Engine::deliver(std::string_view run, WaitKind channel, std::string_view name, json payload,
+                             std::string_view signal_id) {
+    return core_->deliver(run, channel, name, payload, signal_id);
+}
+
+SignalResult Engine::signal(std::string_view run, std::string_view name, std::string_view payload,
+                            std::string_view signal_id) {
+    return parse_then(payload, [&](json p) { return deliver(run, WaitKind::signal, name, std::move(p), signal_id); });
+}
+
+SignalResult Engine::resume(std::string_view run, std::string_view step_key, std::string_view data,
+                            std::string_view signal_id) {
+    return parse_then(data, [&](json p) { return deliver(run, WaitKind::suspend, step_key, std::move(p), signal_id); });
+}
+
+CancelResult Engine::cancel(std::string_view run, std::string_view reason) { return core_->cancel(run, reason); }
+void Engine::retry(std::string_view run) { core_->retry(run); }
+PollResult Engine::poll() { return core_->poll(); }
+std::optional<TimePoint> Engine::next_deadline() const { return core_->next_deadline(); }
+std::optional<RunInfo> Engine::status(std::string_view run) const { return core_->status(run); }
+std::vector<RunInfo> Engine::list_runs(const RunQuery& query) const { return core_->list_runs(query); }
+std::vector<Event> Engine::events(std::uint64_t after, std::size_t limit) const { return core_->events(after, limit); }
+Trace Engine::trace(std::string_view run) const { return core_->trace(run); }
+json Engine::completed_output(std::string_view run) const { return core_->completed_output(run); }
+const EngineOptions& Engine::options() const noexcept { return core_->options; }
+
+}  // namespace abide

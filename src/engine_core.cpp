@@ -1,0 +1,778 @@
+#include "engine_core.hpp"
+
+#include "bytes.hpp"
+
+#include <fmt/format.h>
+
+namespace abide::detail {
+
+// ---- keys --------------------------------------------------------------------
+
+std::string run_key(std::uint64_t run) {
+    std::string k;
+    put_be64(k, run);
+    return k;
+}
+
+std::string journal_key(std::uint64_t run, std::uint32_t seq) {
+    std::string k = run_key(run);
+    put_be32(k, seq);
+    return k;
+}
+
+std::string waits_key(std::string_view name, std::uint64_t run) {
+    std::string k(name);
+    k.push_back('\0');
+    put_be64(k, run);
+    return k;
+}
+
+std::string status_key(RunStatus status, std::uint64_t run) {
+    std::string k(1, static_cast<char>(status));
+    put_be64(k, run);
+    return k;
+}
+
+std::string timer_key(std::int64_t deadline_us, std::uint64_t run, std::uint32_t seq) {
+    std::string k;
+    put_be64(k, static_cast<std::uint64_t>(deadline_us));
+    put_be64(k, run);
+    put_be32(k, seq);
+    return k;
+}
+
+std::string inbox_prefix(std::uint64_t run, WaitKind kind, std::string_view name) {
+    std::string k = run_key(run);
+    k.push_back(static_cast<char>(kind));
+    k.append(name);
+    k.push_back('\0');
+    return k;
+}
+
+namespace {
+
+bool needs_execution(RunStatus s) { return s == RunStatus::ready || s == RunStatus::running; }
+
+WaitKind park_kind_of(const JournalEntry& park) {
+    switch (park.kind) {
+        case EntryKind::wait: return park.wait_kind;
+        case EntryKind::sleep: return WaitKind::sleep;
+        default: return WaitKind::retry;
+    }
+}
+
+json parse_or_null(std::string_view text) { return text.empty() ? json() : json::parse(text); }
+
+std::string make_uuid(std::uint64_t hi, std::uint64_t lo) {
+    hi = (hi & ~std::uint64_t{0xf000}) | 0x4000;
+    lo = (lo & ~(std::uint64_t{0xc} << 60)) | (std::uint64_t{0x8} << 60);
+    return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", hi >> 32, (hi >> 16) & 0xffff, hi & 0xffff, lo >> 48,
+                       lo & 0xffffffffffffULL);
+}
+
+void check_name(std::string_view what, std::string_view name) {
+    if (name.empty() || name.size() > 512 || name.find('\0') != std::string_view::npos)
+        throw UsageError("abide.name.invalid",
+                         fmt::format("{} '{}' is not a valid name: use 1 to 512 bytes without NUL", what, name));
+}
+
+}  // namespace
+
+// ---- construction --------------------------------------------------------------
+
+static EngineOptions with_defaults(EngineOptions o) {
+    if (!o.clock) o.clock = [] { return Clock::now(); };
+    if (o.max_runs_per_round == 0) o.max_runs_per_round = 1;
+    return o;
+}
+
+EngineCore::EngineCore(EngineOptions opts)
+    : options(with_defaults(std::move(opts))), storage(options), stacks(options.fiber_stack_size),
+      commits(storage, options.clock, options.on_event), random_(std::random_device{}()) {}
+
+EngineCore::~EngineCore() {
+    // Unwind cached fibers while the stack pool still exists.
+    cache_index_.clear();
+    cache_.clear();
+}
+
+std::uint64_t EngineCore::random64() {
+    std::lock_guard lock(random_mutex_);
+    return random_();
+}
+
+WorkflowDef& EngineCore::add_definition(std::string name) {
+    check_name("workflow", name);
+    std::lock_guard lock(definitions_mutex_);
+    auto [it, inserted] = definitions_.try_emplace(name, nullptr);
+    if (!inserted)
+        throw UsageError("abide.workflow.duplicate",
+                         fmt::format("workflow '{}' is already defined; define each name once", name));
+    it->second = std::make_unique<WorkflowDef>();
+    it->second->name = std::move(name);
+    return *it->second;
+}
+
+const WorkflowDef* EngineCore::find_definition(std::string_view name) const {
+    std::lock_guard lock(definitions_mutex_);
+    auto it = definitions_.find(name);
+    return it == definitions_.end() ? nullptr : it->second.get();
+}
+
+// ---- record helpers (inside a write) -------------------------------------------
+
+void EngineCore::put_run(WriteContext& w, std::uint64_t run, RunRecord& record) {
+    record.updated_us = w.now_us;
+    w.txn.put(Db::runs, run_key(run), encode(record));
+}
+
+void EngineCore::set_status(WriteContext& w, std::uint64_t run, RunRecord& record, RunStatus status) {
+    if (record.status == status) return;
+    w.txn.del(Db::by_status, status_key(record.status, run));
+    w.txn.put(Db::by_status, status_key(status, run), record.workflow);
+    const bool was = needs_execution(record.status), is = needs_execution(status);
+    if (was && !is) w.txn.del(Db::ready, run_key(run));
+    if (!was && is) w.txn.put(Db::ready, run_key(run), {});
+    record.status = status;
+}
+
+void EngineCore::append_journal(WriteContext& w, std::uint64_t run, RunRecord& record, const JournalEntry& entry) {
+    w.txn.put(Db::journal, journal_key(run, record.journal_len), encode(entry));
+    ++record.journal_len;
+}
+
+void EngineCore::clear_park(WriteContext& w, std::uint64_t run, RunRecord& record) {
+    if (!record.park) return;
+    const ParkState& p = *record.park;
+    if (p.kind == WaitKind::signal || p.kind == WaitKind::suspend) w.txn.del(Db::waits, waits_key(p.name, run));
+    if (p.deadline_us != 0) w.txn.del(Db::timers, timer_key(p.deadline_us, run, p.seq));
+    record.park.reset();
+}
+
+Event EngineCore::event_for(EventType type, const RunRecord& record, std::string name) const {
+    Event e;
+    e.type = type;
+    e.run_id = record.id;
+    e.workflow = record.workflow;
+    e.name = std::move(name);
+    return e;
+}
+
+namespace {
+
+/// The event that says how a park ended.
+Event wake_event(Event base, WaitKind parked_on, const JournalEntry& wake) {
+    switch (wake.reason) {
+        case WakeReason::payload:
+            if (parked_on == WaitKind::suspend) {
+                base.type = EventType::resumed;
+                base.topic = base.name + "/" + base.run_id;
+            } else {
+                base.type = EventType::signal_delivered;
+            }
+            base.data = parse_or_null(wake.value);
+            break;
+        case WakeReason::timeout: base.type = EventType::timed_out; break;
+        case WakeReason::timer: base.type = EventType::woke; break;
+        case WakeReason::cancelled:
+            base.type = EventType::cancelled;
+            base.data = json{{"reason", wake.error_message}};
+            break;
+    }
+    return base;
+}
+
+}  // namespace
+
+void EngineCore::wake_parked(WriteContext& w, std::uint64_t run, RunRecord& record, JournalEntry wake) {
+    const ParkState park = *record.park;
+    wake.name = park.name;
+    if (wake.started_us == 0) wake.started_us = wake.finished_us = w.now_us;
+    if (wake.reason != WakeReason::cancelled) w.emit(wake_event(event_for({}, record, park.name), park.kind, wake));
+    append_journal(w, run, record, wake);
+    clear_park(w, run, record);
+    set_status(w, run, record, RunStatus::ready);
+}
+
+std::optional<JournalEntry> EngineCore::take_buffered(WriteContext& w, std::uint64_t run, const RunRecord& record,
+                                                      WaitKind kind, std::string_view name) {
+    const std::string prefix = inbox_prefix(run, kind, name);
+    Cursor c(w.txn, Db::inbox);
+    while (c.seek(prefix) && c.key().substr(0, prefix.size()) == prefix) {
+        InboxEntry buffered = decode_inbox_entry(c.value());
+        w.txn.del(Db::inbox, std::string(c.key()));
+        if (!buffered.validated) {
+            const WorkflowDef* def = find_definition(record.workflow);
+            const auto& validators = kind == WaitKind::signal ? def->signals : def->resumes;
+            auto it = validators.find(name);
+            try {
+                if (kind == WaitKind::signal && it == validators.end())
+                    throw PayloadError("abide.signal.undeclared",
+                                       fmt::format("workflow '{}' declares no signal '{}'", record.workflow, name));
+                if (it != validators.end()) it->second(json::parse(buffered.payload));
+            } catch (const std::exception& e) {
+                Event rejected = event_for(EventType::signal_rejected, record, std::string(name));
+                rejected.data = json{{"error", e.what()}, {"signal_id", buffered.signal_id}};
+                w.emit(std::move(rejected));
+                continue;
+            }
+        }
+        JournalEntry wake;
+        wake.kind = EntryKind::wake;
+        wake.reason = WakeReason::payload;
+        wake.name = std::string(name);
+        wake.value = std::move(buffered.payload);
+        wake.signal_id = std::move(buffered.signal_id);
+        wake.started_us = buffered.received_us;
+        wake.finished_us = w.now_us;
+        return wake;
+    }
+    return std::nullopt;
+}
+
+std::optional<JournalEntry> EngineCore::park_or_wake(WriteContext& w, std::uint64_t run, RunRecord& record,
+                                                     const JournalEntry& park, std::uint32_t park_seq) {
+    JournalEntry wake;
+    wake.kind = EntryKind::wake;
+    wake.name = park.name;
+    wake.started_us = wake.finished_us = w.now_us;
+    const WaitKind kind = park_kind_of(park);
+    if (record.cancel_requested) {
+        // Delivered once; cancel_reason stays to say the run was cancelled.
+        record.cancel_requested = false;
+        wake.reason = WakeReason::cancelled;
+        wake.error_message = record.cancel_reason;
+        return wake;
+    }
+    if (park.kind == EntryKind::wait) {
+        if (auto buffered = take_buffered(w, run, record, park.wait_kind, park.name)) {
+            w.emit(wake_event(event_for({}, record, park.name), kind, *buffered));
+            return buffered;
+        }
+    }
+    if (park.deadline_us != 0 && park.deadline_us <= w.now_us) {
+        wake.reason = park.kind == EntryKind::wait ? WakeReason::timeout : WakeReason::timer;
+        w.emit(wake_event(event_for({}, record, park.name), kind, wake));
+        return wake;
+    }
+    ParkState state;
+    state.kind = kind;
+    state.name = park.name;
+    state.data = park.kind == EntryKind::step_retry
+                     ? json{{"attempt", park.attempt}, {"error", park.error_message}}.dump()
+                     : park.value;
+    state.deadline_us = park.deadline_us;
+    state.since_us = w.now_us;
+    state.seq = park_seq;
+    if (kind == WaitKind::signal || kind == WaitKind::suspend) w.txn.put(Db::waits, waits_key(park.name, run), {});
+    if (park.deadline_us != 0) w.txn.put(Db::timers, timer_key(park.deadline_us, run, park_seq), {});
+
+    static constexpr EventType park_events[] = {EventType::waiting, EventType::waiting, EventType::suspended,
+                                                EventType::sleeping, EventType::step_retrying};
+    Event e = event_for(park_events[static_cast<std::size_t>(kind)], record, park.name);
+    e.data = parse_or_null(state.data);
+    if (kind == WaitKind::suspend) e.topic = park.name + "/" + record.id;
+    if (park.deadline_us != 0) e.deadline = from_micros(park.deadline_us);
+    w.emit(std::move(e));
+
+    record.park = std::move(state);
+    set_status(w, run, record, RunStatus::waiting);
+    return std::nullopt;
+}
+
+void EngineCore::drop_inbox(WriteContext& w, std::uint64_t run, const RunRecord& record) {
+    const std::string prefix = run_key(run);
+    Cursor c(w.txn, Db::inbox);
+    while (c.seek(prefix) && c.key().substr(0, prefix.size()) == prefix) {
+        std::string key(c.key());
+        InboxEntry buffered = decode_inbox_entry(c.value());
+        std::string_view rest = std::string_view(key).substr(prefix.size() + 1);
+        Event e = event_for(EventType::signal_dropped, record, std::string(rest.substr(0, rest.find('\0'))));
+        e.data = json{{"payload", parse_or_null(buffered.payload)}, {"signal_id", buffered.signal_id}};
+        w.emit(std::move(e));
+        w.txn.del(Db::inbox, key);
+    }
+}
+
+// ---- committing a run's request ---------------------------------------------------
+
+void EngineCore::apply_request(WriteContext& w, const RunInstance& instance, Outcome& out) {
+    out = Outcome{};
+    const std::uint64_t run = instance.run_number();
+    auto raw = w.txn.get(Db::runs, run_key(run));
+    if (!raw) return;
+    RunRecord record = decode_run_record(*raw, run);
+    // Someone else moved the run on (retry, another process): our fiber is stale.
+    if (record.incarnation != instance.incarnation() || record.journal_len != instance.journal_size() ||
+        is_finished(record.status))
+        return;
+    const Request& req = instance.request();
+    switch (req.kind) {
+        case Request::Kind::none: return;
+        case Request::Kind::append: {
+            append_journal(w, run, record, req.entry);
+            if (record.status == RunStatus::ready) set_status(w, run, record, RunStatus::running);
+            if (req.entry.kind == EntryKind::step_ok) {
+                Event e = event_for(EventType::step_completed, record, req.entry.name);
+                e.data = parse_or_null(req.entry.value);
+                w.emit(std::move(e));
+            } else if (req.entry.kind == EntryKind::step_error) {
+                Event e = event_for(EventType::step_failed, record, req.entry.name);
+                e.data = json{{"type", req.entry.error_type}, {"message", req.entry.error_message}};
+                w.emit(std::move(e));
+            }
+            put_run(w, run, record);
+            out.kind = Outcome::Kind::proceed;
+            out.appended.push_back(req.entry);
+            return;
+        }
+        case Request::Kind::park: {
+            std::uint32_t seq = record.journal_len - 1;  // re-park: the entry is the last one
+            clear_park(w, run, record);
+            if (req.new_entry) {
+                seq = record.journal_len;
+                append_journal(w, run, record, req.entry);
+                out.appended.push_back(req.entry);
+            }
+            if (record.status == RunStatus::ready) set_status(w, run, record, RunStatus::running);
+            if (auto wake = park_or_wake(w, run, record, req.entry, seq)) {
+                append_journal(w, run, record, *wake);
+                out.appended.push_back(std::move(*wake));
+                out.kind = Outcome::Kind::proceed;
+            } else {
+                out.kind = Outcome::Kind::parked;
+            }
+            put_run(w, run, record);
+            return;
+        }
+        case Request::Kind::finish: {
+            clear_park(w, run, record);
+            record.output = req.output;
+            record.error = req.error;
+            set_status(w, run, record, req.final_status);
+            drop_inbox(w, run, record);
+            static constexpr EventType finish_events[] = {EventType::completed, EventType::completed,
+                                                          EventType::completed, EventType::completed,
+                                                          EventType::completed, EventType::failed,
+                                                          EventType::cancelled};
+            Event e = event_for(finish_events[static_cast<std::size_t>(req.final_status)], record);
+            if (req.final_status == RunStatus::completed)
+                e.data = parse_or_null(req.output);
+            else if (req.error)
+                e.data = json{{"id", req.error->id}, {"type", req.error->type}, {"message", req.error->message}};
+            w.emit(std::move(e));
+            put_run(w, run, record);
+            out.kind = Outcome::Kind::finished;
+            out.final_status = req.final_status;
+            return;
+        }
+    }
+}
+
+// ---- host writes ------------------------------------------------------------------
+
+RunHandle EngineCore::start(std::string_view workflow, const json& input, const StartOptions& start_options) {
+    const WorkflowDef* def = find_definition(workflow);
+    if (!def)
+        throw UsageError("abide.workflow.unknown",
+                         fmt::format("no workflow named '{}' is defined in this engine; call Engine::define "
+                                     "before starting it",
+                                     workflow));
+    def->validate_input(input);
+    std::string text = input.dump();
+    if (text.size() > options.max_payload_bytes)
+        throw PayloadError("abide.payload.too_large",
+                           fmt::format("the input of workflow '{}' is {} bytes, over max_payload_bytes ({})",
+                                       workflow, text.size(), options.max_payload_bytes));
+    RunHandle handle;
+    handle.id = start_options.run_id.empty() ? make_uuid(random64(), random64()) : start_options.run_id;
+    check_name("run id", handle.id);
+    std::string conflict;
+    commits.run([&](WriteContext& w) {
+        handle.created = true;
+        conflict.clear();
+        if (auto existing = w.txn.get(Db::run_ids, handle.id)) {
+            std::uint64_t number = get_be64(*existing);
+            RunRecord old = decode_run_record(*w.txn.get(Db::runs, run_key(number)), number);
+            if (old.workflow != workflow) conflict = old.workflow;
+            handle.created = false;
+            return;
+        }
+        Cursor last(w.txn, Db::runs);
+        const std::uint64_t run = last.last() ? get_be64(last.key()) + 1 : 1;
+        RunRecord record;
+        record.id = handle.id;
+        record.workflow = std::string(workflow);
+        record.status = RunStatus::ready;
+        record.created_us = w.now_us;
+        record.input = text;
+        w.txn.put(Db::run_ids, record.id, run_key(run));
+        w.txn.put(Db::ready, run_key(run), {});
+        w.txn.put(Db::by_status, status_key(RunStatus::ready, run), record.workflow);
+        Event e = event_for(EventType::started, record);
+        e.data = input;
+        w.emit(std::move(e));
+        put_run(w, run, record);
+    });
+    if (!conflict.empty())
+        throw UsageError("abide.run.id_conflict",
+                         fmt::format("run id '{}' already belongs to a run of workflow '{}', not '{}'; choose "
+                                     "another id",
+                                     handle.id, conflict, workflow));
+    return handle;
+}
+
+SignalResult EngineCore::deliver(std::string_view run_id, WaitKind channel, std::string_view name,
+                                 const json& payload, std::string_view signal_id) {
+    const char* noun = channel == WaitKind::signal ? "signal" : "resume for";
+    auto refuse = [](SignalOutcome o, std::string msg) { return SignalResult{o, std::move(msg)}; };
+    if (name.empty() || name.find('\0') != std::string_view::npos)
+        return refuse(SignalOutcome::undeclared, "the name is empty or contains NUL; nothing was written");
+    const std::string text = payload.dump();
+    if (text.size() > options.max_payload_bytes)
+        return refuse(SignalOutcome::invalid_payload,
+                      fmt::format("the payload is {} bytes, over max_payload_bytes ({}); nothing was written",
+                                  text.size(), options.max_payload_bytes));
+    // Validate against the run's declared types before writing anything.
+    std::string workflow;
+    {
+        Txn t = storage.read();
+        auto record = find_run(t, run_id);
+        if (!record)
+            return refuse(SignalOutcome::unknown_run,
+                          fmt::format("no run '{}' exists; check the id. Nothing was written", run_id));
+        workflow = record->workflow;
+    }
+    const WorkflowDef* def = find_definition(workflow);
+    if (def) {
+        const auto& validators = channel == WaitKind::signal ? def->signals : def->resumes;
+        auto it = validators.find(name);
+        if (channel == WaitKind::signal && it == validators.end()) {
+            std::string declared;
+            for (const auto& [n, v] : def->signals) declared += (declared.empty() ? "" : ", ") + n;
+            return refuse(SignalOutcome::undeclared,
+                          fmt::format("workflow '{}' declares no signal '{}' (it declares: {}); nothing was written",
+                                      workflow, name, declared.empty() ? "none" : declared));
+        }
+        if (it != validators.end()) {
+            try {
+                it->second(payload);
+            } catch (const std::exception& e) {
+                return refuse(SignalOutcome::invalid_payload, std::string(e.what()) + "; nothing was written");
+            }
+        }
+    }
+    const bool validated = def != nullptr;
+    SignalResult result;
+    commits.run([&](WriteContext& w) {
+        std::uint64_t run = 0;
+        auto record = find_run(w.txn, run_id, &run);
+        if (!record) {
+            result = refuse(SignalOutcome::unknown_run, fmt::format("no run '{}' exists; nothing was written", run_id));
+            return;
+        }
+        if (is_finished(record->status)) {
+            result = refuse(SignalOutcome::run_finished,
+                            fmt::format("run '{}' has {}; it accepts no more signals. Nothing was written", run_id,
+                                        to_string(record->status)));
+            return;
+        }
+        if (!signal_id.empty()) {
+            std::string key = run_key(run);
+            key.append(signal_id);
+            if (w.txn.get(Db::signal_ids, key)) {
+                result = refuse(SignalOutcome::duplicate,
+                                fmt::format("signal id '{}' was already accepted for run '{}'; this copy was not "
+                                            "stored again",
+                                            signal_id, run_id));
+                return;
+            }
+            w.txn.put(Db::signal_ids, key, {});
+        }
+        const bool waiting_for_it = record->status == RunStatus::waiting && record->park &&
+                                    record->park->kind == channel && record->park->name == name;
+        if (waiting_for_it && validated) {
+            JournalEntry wake;
+            wake.kind = EntryKind::wake;
+            wake.reason = WakeReason::payload;
+            wake.value = text;
+            wake.signal_id = std::string(signal_id);
+            wake_parked(w, run, *record, std::move(wake));
+            put_run(w, run, *record);
+            result = {SignalOutcome::delivered,
+                      fmt::format("delivered: run '{}' was waiting for {} '{}' and is ready; the next poll "
+                                  "continues it",
+                                  run_id, noun, name)};
+            return;
+        }
+        Event e = event_for(EventType::signal_buffered, *record, std::string(name));
+        e.data = payload;
+        if (channel == WaitKind::suspend) e.topic = std::string(name) + "/" + record->id;
+        const std::uint64_t seq = w.emit(std::move(e));
+        std::string key = inbox_prefix(run, channel, name);
+        put_be64(key, seq);
+        w.txn.put(Db::inbox, key, encode(InboxEntry{std::string(signal_id), text, w.now_us, validated}));
+        if (waiting_for_it) {
+            // Written without the workflow's definition: the host checks it
+            // when the run, made ready here, re-enters its wait.
+            clear_park(w, run, *record);
+            set_status(w, run, *record, RunStatus::ready);
+            put_run(w, run, *record);
+        }
+        result = {SignalOutcome::buffered,
+                  waiting_for_it
+                      ? fmt::format("buffered: run '{}' waits for {} '{}'; the host validates the payload and "
+                                    "delivers it at its next poll",
+                                    run_id, noun, name)
+                      : fmt::format("buffered: run '{}' is not waiting for {} '{}' now; its next wait for it "
+                                    "consumes this",
+                                    run_id, noun, name)};
+    });
+    return result;
+}
+
+CancelResult EngineCore::cancel(std::string_view run_id, std::string_view reason_in) {
+    const std::string reason = reason_in.empty() ? std::string("cancelled") : std::string(reason_in);
+    CancelResult result;
+    commits.run([&](WriteContext& w) {
+        std::uint64_t run = 0;
+        auto record = find_run(w.txn, run_id, &run);
+        if (!record) {
+            result = {CancelOutcome::unknown_run, fmt::format("no run '{}' exists; nothing was written", run_id)};
+            return;
+        }
+        if (is_finished(record->status)) {
+            result = {CancelOutcome::run_finished,
+                      fmt::format("run '{}' has already {}; nothing was written", run_id, to_string(record->status))};
+            return;
+        }
+        if (record->cancel_requested || !record->cancel_reason.empty()) {
+            result = {CancelOutcome::already_requested,
+                      fmt::format("run '{}' was already asked to cancel ({})", run_id, record->cancel_reason)};
+            return;
+        }
+        record->cancel_reason = reason;
+        Event e = event_for(EventType::cancel_requested, *record);
+        e.data = json{{"reason", reason}};
+        w.emit(std::move(e));
+        if (record->status == RunStatus::waiting) {
+            JournalEntry wake;
+            wake.kind = EntryKind::wake;
+            wake.reason = WakeReason::cancelled;
+            wake.error_message = reason;
+            wake_parked(w, run, *record, std::move(wake));
+            result = {CancelOutcome::cancelled,
+                      fmt::format("run '{}' was waiting; it is ready and sees the cancellation at the next poll",
+                                  run_id)};
+        } else {
+            record->cancel_requested = true;
+            result = {CancelOutcome::requested,
+                      fmt::format("run '{}' is {}; it sees the cancellation at its next wait", run_id,
+                                  to_string(record->status))};
+        }
+        put_run(w, run, *record);
+    });
+    return result;
+}
+
+void EngineCore::retry(std::string_view run_id) {
+    commits.run([&](WriteContext& w) {
+        std::uint64_t run = 0;
+        auto record = find_run(w.txn, run_id, &run);
+        if (!record)
+            throw UsageError("abide.run.unknown", fmt::format("no run '{}' exists; check the id", run_id));
+        if (record->status != RunStatus::failed)
+            throw UsageError("abide.run.not_failed",
+                             fmt::format("run '{}' is {}; only failed runs can be retried", run_id,
+                                         to_string(record->status)));
+        record->error.reset();
+        ++record->incarnation;
+        set_status(w, run, *record, RunStatus::ready);
+        w.emit(event_for(EventType::retried, *record));
+        put_run(w, run, *record);
+    });
+}
+
+// ---- poll ---------------------------------------------------------------------------
+
+std::size_t EngineCore::fire_due_timers(PollResult& result) {
+    constexpr std::size_t max_per_commit = 4096;
+    std::size_t fired = 0;
+    for (;;) {
+        std::size_t count = 0;
+        bool more = false;
+        commits.run([&](WriteContext& w) {
+            count = 0;
+            more = false;
+            std::vector<std::string> due;
+            {
+                Cursor c(w.txn, Db::timers);
+                for (bool ok = c.first(); ok; ok = c.next()) {
+                    if (static_cast<std::int64_t>(get_be64(c.key())) > w.now_us) break;
+                    if (due.size() == max_per_commit) {
+                        more = true;
+                        break;
+                    }
+                    due.emplace_back(c.key());
+                }
+            }
+            for (const std::string& key : due) {
+                w.txn.del(Db::timers, key);
+                const std::uint64_t run = get_be64(key, 8);
+                const std::uint32_t seq = get_be32(key, 16);
+                auto raw = w.txn.get(Db::runs, run_key(run));
+                if (!raw) continue;
+                RunRecord record = decode_run_record(*raw, run);
+                // Stale timers (the wait ended some other way) do nothing: firing is idempotent.
+                if (record.status != RunStatus::waiting || !record.park || record.park->seq != seq) continue;
+                JournalEntry wake;
+                wake.kind = EntryKind::wake;
+                const WaitKind k = record.park->kind;
+                wake.reason = (k == WaitKind::signal || k == WaitKind::suspend) ? WakeReason::timeout : WakeReason::timer;
+                wake_parked(w, run, record, std::move(wake));
+                put_run(w, run, record);
+                ++count;
+            }
+        });
+        ++result.commits;
+        fired += count;
+        if (!more) return fired;
+    }
+}
+
+std::vector<std::unique_ptr<RunInstance>> EngineCore::claim_ready(const std::set<std::uint64_t>& skip) {
+    std::vector<std::unique_ptr<RunInstance>> claimed;
+    std::vector<std::unique_ptr<RunInstance>> stale;  // destroyed after the read ends
+    {
+        Txn t = storage.read();
+        Cursor c(t, Db::ready);
+        for (bool ok = c.first(); ok && claimed.size() < options.max_runs_per_round; ok = c.next()) {
+            const std::uint64_t run = get_be64(c.key());
+            if (skip.count(run)) continue;
+            auto raw = t.get(Db::runs, run_key(run));
+            if (!raw) continue;
+            RunRecord record;
+            try {
+                record = decode_run_record(*raw, run);
+            } catch (const FormatError&) {
+                continue;  // damaged: leave it for an operator
+            }
+            const WorkflowDef* def = find_definition(record.workflow);
+            if (!def) continue;  // another host may define it
+            std::unique_ptr<RunInstance> instance;
+            {
+                std::lock_guard lock(runs_mutex_);
+                if (!executing_.insert(run).second) continue;
+                if (auto it = cache_index_.find(run); it != cache_index_.end()) {
+                    instance = std::move(*it->second);
+                    cache_.erase(it->second);
+                    cache_index_.erase(it);
+                }
+            }
+            if (instance && (instance->incarnation() != record.incarnation ||
+                             instance->journal_size() > record.journal_len)) {
+                stale.push_back(std::move(instance));
+            }
+            if (!instance) instance = std::make_unique<RunInstance>(*this, *def, run, record);
+            std::vector<JournalEntry> entries;
+            Cursor j(t, Db::journal);
+            for (bool more = j.seek(journal_key(run, instance->journal_size()));
+                 more && get_be64(j.key()) == run; more = j.next()) {
+                const std::uint32_t seq = get_be32(j.key(), 8);
+                if (seq >= record.journal_len) break;
+                entries.push_back(decode_journal_entry(j.value(), run, seq));
+            }
+            instance->append_committed(std::move(entries));
+            claimed.push_back(std::move(instance));
+        }
+    }
+    return claimed;
+}
+
+void EngineCore::release(std::unique_ptr<RunInstance> instance, bool parked) {
+    std::unique_ptr<RunInstance> evicted;
+    {
+        std::lock_guard lock(runs_mutex_);
+        executing_.erase(instance->run_number());
+        if (parked && options.cache_size > 0 && !instance->finished()) {
+            const std::uint64_t run = instance->run_number();
+            cache_.push_front(std::move(instance));
+            cache_index_[run] = cache_.begin();
+            if (cache_.size() > options.cache_size) {
+                evicted = std::move(cache_.back());
+                cache_index_.erase(evicted->run_number());
+                cache_.pop_back();
+            }
+        }
+    }
+    // `instance` (if not cached) and `evicted` unwind here, outside the lock.
+}
+
+void EngineCore::drive(std::vector<std::unique_ptr<RunInstance>> active, PollResult& result,
+                       std::set<std::uint64_t>& skip) {
+    result.runs_advanced += active.size();
+    while (!active.empty()) {
+        for (auto& instance : active) instance->advance();
+        std::vector<Outcome> outcomes(active.size());
+        std::vector<CommitQueue::Op> ops;
+        ops.reserve(active.size());
+        for (std::size_t i = 0; i < active.size(); ++i)
+            ops.emplace_back([this, &active, &outcomes, i](WriteContext& w) { apply_request(w, *active[i], outcomes[i]); });
+        std::vector<std::exception_ptr> errors(active.size());
+        try {
+            commits.run(ops, errors);
+        } catch (...) {
+            // Nothing of this round is stored: the runs stay ready, their
+            // fibers (which must not see uncommitted results) are unwound.
+            for (auto& instance : active) release(std::move(instance), false);
+            throw;
+        }
+        ++result.commits;
+        std::vector<std::unique_ptr<RunInstance>> next;
+        for (std::size_t i = 0; i < active.size(); ++i) {
+            Outcome& out = outcomes[i];
+            if (errors[i]) {
+                skip.insert(active[i]->run_number());
+                release(std::move(active[i]), false);
+                continue;
+            }
+            switch (out.kind) {
+                case Outcome::Kind::proceed:
+                    active[i]->append_committed(std::move(out.appended));
+                    next.push_back(std::move(active[i]));
+                    break;
+                case Outcome::Kind::parked:
+                    active[i]->append_committed(std::move(out.appended));
+                    ++result.waiting;
+                    release(std::move(active[i]), true);
+                    break;
+                case Outcome::Kind::finished:
+                    if (out.final_status == RunStatus::completed) ++result.completed;
+                    if (out.final_status == RunStatus::failed) ++result.failed;
+                    if (out.final_status == RunStatus::cancelled) ++result.cancelled;
+                    release(std::move(active[i]), false);
+                    break;
+                case Outcome::Kind::stale:
+                    skip.insert(active[i]->run_number());
+                    release(std::move(active[i]), false);
+                    break;
+            }
+        }
+        active = std::move(next);
+    }
+}
+
+PollResult EngineCore::poll() {
+    PollResult result;
+    result.timers_fired = fire_due_timers(result);
+    std::set<std::uint64_t> skip;  // runs that failed to commit in this poll
+    for (;;) {
+        auto batch = claim_ready(skip);
+        if (batch.empty()) break;
+        drive(std::move(batch), result, skip);
+    }
+    result.next_deadline = next_deadline();
+    return result;
+}
+
+}  // namespace abide::detail

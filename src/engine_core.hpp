@@ -1,0 +1,115 @@
+// The engine's non-template core: definitions, the write operations (start,
+// signal, cancel, timers, committing a run's request), poll, and the cache of
+// parked fibers. Queries live in queries.cpp.
+#pragma once
+
+#include "commit_queue.hpp"
+#include "fiber.hpp"
+#include "records.hpp"
+#include "run_instance.hpp"
+#include "storage.hpp"
+
+#include <abide/engine.hpp>
+
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string>
+#include <unordered_map>
+
+namespace abide::detail {
+
+/// Keys of the storage layout (see storage.hpp).
+std::string run_key(std::uint64_t run);
+std::string journal_key(std::uint64_t run, std::uint32_t seq);
+std::string waits_key(std::string_view name, std::uint64_t run);
+std::string status_key(RunStatus status, std::uint64_t run);
+std::string timer_key(std::int64_t deadline_us, std::uint64_t run, std::uint32_t seq);
+std::string inbox_prefix(std::uint64_t run, WaitKind kind, std::string_view name);
+
+class EngineCore {
+public:
+    explicit EngineCore(EngineOptions options);
+    ~EngineCore();
+
+    EngineOptions options;
+    Storage storage;
+    StackPool stacks;
+    CommitQueue commits;
+
+    TimePoint now() const { return options.clock(); }
+    std::uint64_t random64();
+
+    // ---- definitions ----
+    WorkflowDef& add_definition(std::string name);
+    const WorkflowDef* find_definition(std::string_view name) const;
+
+    // ---- writes ----
+    RunHandle start(std::string_view workflow, const json& input, const StartOptions& options);
+    SignalResult deliver(std::string_view run, WaitKind channel, std::string_view name, const json& payload,
+                         std::string_view signal_id);
+    CancelResult cancel(std::string_view run, std::string_view reason);
+    void retry(std::string_view run);
+    PollResult poll();
+
+    // ---- reads (queries.cpp) ----
+    std::optional<RunRecord> find_run(Txn& txn, std::string_view id, std::uint64_t* number = nullptr) const;
+    std::optional<RunInfo> status(std::string_view run);
+    std::vector<RunInfo> list_runs(const RunQuery& query);
+    std::vector<Event> events(std::uint64_t after, std::size_t limit);
+    Trace trace(std::string_view run);
+    std::optional<TimePoint> next_deadline();
+    json completed_output(std::string_view run);
+
+private:
+    struct Outcome {
+        enum class Kind { proceed, parked, finished, stale } kind = Kind::stale;
+        std::vector<JournalEntry> appended;
+        RunStatus final_status = RunStatus::completed;
+    };
+
+    /// Commits one instance's request inside a batch.
+    void apply_request(WriteContext& w, const RunInstance& instance, Outcome& out);
+    /// Records `park` as the run's current wait, or returns the wake entry when
+    /// it can be satisfied at once (a buffered signal, a cancel, a past deadline).
+    std::optional<JournalEntry> park_or_wake(WriteContext& w, std::uint64_t run, RunRecord& record,
+                                             const JournalEntry& park, std::uint32_t park_seq);
+    /// Appends a wake entry to a parked run and makes it ready again.
+    void wake_parked(WriteContext& w, std::uint64_t run, RunRecord& record, JournalEntry wake);
+    void clear_park(WriteContext& w, std::uint64_t run, RunRecord& record);
+    void set_status(WriteContext& w, std::uint64_t run, RunRecord& record, RunStatus status);
+    void put_run(WriteContext& w, std::uint64_t run, RunRecord& record);
+    void append_journal(WriteContext& w, std::uint64_t run, RunRecord& record, const JournalEntry& entry);
+    /// Drops signals still buffered for a finished run, with an event each.
+    void drop_inbox(WriteContext& w, std::uint64_t run, const RunRecord& record);
+    std::optional<JournalEntry> take_buffered(WriteContext& w, std::uint64_t run, const RunRecord& record,
+                                              WaitKind kind, std::string_view name);
+    Event event_for(EventType type, const RunRecord& record, std::string name = {}) const;
+
+    std::size_t fire_due_timers(PollResult& result);
+    /// Takes up to max_runs_per_round ready runs not executing elsewhere in
+    /// this process (nor in `skip`), with their journals loaded.
+    std::vector<std::unique_ptr<RunInstance>> claim_ready(const std::set<std::uint64_t>& skip);
+    /// Advances the runs together, one shared commit per round, until each
+    /// has parked or finished. Runs whose commit failed go into `skip`.
+    void drive(std::vector<std::unique_ptr<RunInstance>> batch, PollResult& result, std::set<std::uint64_t>& skip);
+    void release(std::unique_ptr<RunInstance> instance, bool parked);
+
+    std::map<std::string, std::unique_ptr<WorkflowDef>, std::less<>> definitions_;
+    mutable std::mutex definitions_mutex_;
+
+    std::mutex random_mutex_;
+    std::mt19937_64 random_;
+
+    // Runs being executed by a poll in this process, and parked fibers kept
+    // for a quick resume (most recently parked at the front).
+    std::mutex runs_mutex_;
+    std::set<std::uint64_t> executing_;
+    std::list<std::unique_ptr<RunInstance>> cache_;
+    std::unordered_map<std::uint64_t, std::list<std::unique_ptr<RunInstance>>::iterator> cache_index_;
+};
+
+}  // namespace abide::detail

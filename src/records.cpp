@@ -1,0 +1,230 @@
+#include "records.hpp"
+
+#include "bytes.hpp"
+
+#include <abide/errors.hpp>
+
+namespace abide::detail {
+
+namespace {
+
+void check_version(const ByteReader& r) {
+    if (r.version() != record_version)
+        r.fail("record version " + std::to_string(r.version()) + ", this build reads " +
+               std::to_string(record_version));
+}
+
+std::string what_run(std::uint64_t run) { return "run record #" + std::to_string(run); }
+
+}  // namespace
+
+std::string_view to_string(EntryKind k) {
+    switch (k) {
+        case EntryKind::step_ok: return "step";
+        case EntryKind::step_error: return "step_error";
+        case EntryKind::step_retry: return "step_retry";
+        case EntryKind::wait: return "wait";
+        case EntryKind::sleep: return "sleep";
+        case EntryKind::wake: return "wake";
+        case EntryKind::now: return "now";
+        case EntryKind::random: return "random";
+        case EntryKind::uuid: return "uuid";
+    }
+    return "unknown";
+}
+
+std::string_view to_string(WakeReason r) {
+    switch (r) {
+        case WakeReason::payload: return "payload";
+        case WakeReason::timeout: return "timeout";
+        case WakeReason::timer: return "timer";
+        case WakeReason::cancelled: return "cancelled";
+    }
+    return "unknown";
+}
+
+std::string encode(const JournalEntry& e) {
+    ByteWriter w(record_version);
+    w.u8(static_cast<std::uint8_t>(e.kind));
+    w.u8(static_cast<std::uint8_t>(e.wait_kind));
+    w.u8(static_cast<std::uint8_t>(e.reason));
+    w.str(e.name);
+    w.str(e.value);
+    w.str(e.error_type);
+    w.str(e.error_message);
+    w.str(e.signal_id);
+    w.varint(e.attempt);
+    w.svarint(e.started_us);
+    w.svarint(e.finished_us - e.started_us);
+    w.svarint(e.deadline_us);
+    return std::move(w).finish();
+}
+
+JournalEntry decode_journal_entry(std::string_view bytes, std::uint64_t run, std::uint32_t seq) {
+    ByteReader r(bytes, "journal entry " + std::to_string(seq) + " of run #" + std::to_string(run));
+    check_version(r);
+    JournalEntry e;
+    std::uint8_t kind = r.u8();
+    if (kind < 1 || kind > 9) r.fail("unknown entry kind " + std::to_string(kind));
+    e.kind = static_cast<EntryKind>(kind);
+    e.wait_kind = static_cast<WaitKind>(r.u8());
+    e.reason = static_cast<WakeReason>(r.u8());
+    e.name = r.str();
+    e.value = r.str();
+    e.error_type = r.str();
+    e.error_message = r.str();
+    e.signal_id = r.str();
+    e.attempt = static_cast<std::uint32_t>(r.varint());
+    e.started_us = r.svarint();
+    e.finished_us = e.started_us + r.svarint();
+    e.deadline_us = r.svarint();
+    if (!r.at_end()) r.fail("trailing bytes");
+    return e;
+}
+
+std::string encode(const RunRecord& run) {
+    ByteWriter w(record_version);
+    w.str(run.id);
+    w.str(run.workflow);
+    w.u8(static_cast<std::uint8_t>(run.status));
+    w.svarint(run.created_us);
+    w.svarint(run.updated_us);
+    w.str(run.input);
+    w.str(run.output);
+    w.u8(run.error ? 1 : 0);
+    if (run.error) {
+        w.str(run.error->id);
+        w.str(run.error->type);
+        w.str(run.error->message);
+    }
+    w.varint(run.journal_len);
+    w.varint(run.incarnation);
+    w.u8(run.park ? 1 : 0);
+    if (run.park) {
+        w.u8(static_cast<std::uint8_t>(run.park->kind));
+        w.str(run.park->name);
+        w.str(run.park->data);
+        w.svarint(run.park->deadline_us);
+        w.svarint(run.park->since_us);
+        w.varint(run.park->seq);
+    }
+    w.u8(run.cancel_requested ? 1 : 0);
+    w.str(run.cancel_reason);
+    return std::move(w).finish();
+}
+
+RunRecord decode_run_record(std::string_view bytes, std::uint64_t run_number) {
+    ByteReader r(bytes, what_run(run_number));
+    check_version(r);
+    RunRecord run;
+    run.id = r.str();
+    run.workflow = r.str();
+    std::uint8_t status = r.u8();
+    if (status < 1 || status > 6) r.fail("unknown status " + std::to_string(status));
+    run.status = static_cast<RunStatus>(status);
+    run.created_us = r.svarint();
+    run.updated_us = r.svarint();
+    run.input = r.str();
+    run.output = r.str();
+    if (r.u8()) {
+        ErrorInfo e;
+        e.id = r.str();
+        e.type = r.str();
+        e.message = r.str();
+        run.error = std::move(e);
+    }
+    run.journal_len = static_cast<std::uint32_t>(r.varint());
+    run.incarnation = static_cast<std::uint32_t>(r.varint());
+    if (r.u8()) {
+        ParkState p;
+        std::uint8_t kind = r.u8();
+        if (kind < 1 || kind > 4) r.fail("unknown wait kind " + std::to_string(kind));
+        p.kind = static_cast<WaitKind>(kind);
+        p.name = r.str();
+        p.data = r.str();
+        p.deadline_us = r.svarint();
+        p.since_us = r.svarint();
+        p.seq = static_cast<std::uint32_t>(r.varint());
+        run.park = std::move(p);
+    }
+    run.cancel_requested = r.u8() != 0;
+    run.cancel_reason = r.str();
+    if (!r.at_end()) r.fail("trailing bytes");
+    return run;
+}
+
+std::string encode(const InboxEntry& e) {
+    ByteWriter w(record_version);
+    w.str(e.signal_id);
+    w.str(e.payload);
+    w.svarint(e.received_us);
+    w.u8(e.validated ? 1 : 0);
+    return std::move(w).finish();
+}
+
+InboxEntry decode_inbox_entry(std::string_view bytes) {
+    ByteReader r(bytes, "buffered signal");
+    check_version(r);
+    InboxEntry e;
+    e.signal_id = r.str();
+    e.payload = r.str();
+    e.received_us = r.svarint();
+    e.validated = r.u8() != 0;
+    return e;
+}
+
+std::string encode_event(const Event& ev) {
+    ByteWriter w(record_version);
+    w.u8(static_cast<std::uint8_t>(ev.type));
+    w.svarint(to_micros(ev.at));
+    w.str(ev.run_id);
+    w.str(ev.workflow);
+    w.str(ev.name);
+    w.str(ev.topic);
+    w.str(ev.data.is_null() ? std::string() : ev.data.dump());
+    w.svarint(ev.deadline ? to_micros(*ev.deadline) : 0);
+    return std::move(w).finish();
+}
+
+Event decode_event(std::string_view bytes, std::uint64_t seq) {
+    ByteReader r(bytes, "event " + std::to_string(seq));
+    check_version(r);
+    Event ev;
+    ev.seq = seq;
+    ev.type = static_cast<EventType>(r.u8());
+    ev.at = from_micros(r.svarint());
+    ev.run_id = r.str();
+    ev.workflow = r.str();
+    ev.name = r.str();
+    ev.topic = r.str();
+    std::string_view data = r.str();
+    if (!data.empty()) ev.data = json::parse(data);
+    std::int64_t deadline = r.svarint();
+    if (deadline != 0) ev.deadline = from_micros(deadline);
+    return ev;
+}
+
+RunInfo to_run_info(const RunRecord& run) {
+    RunInfo info;
+    info.id = run.id;
+    info.workflow = run.workflow;
+    info.status = run.status;
+    info.created = from_micros(run.created_us);
+    info.updated = from_micros(run.updated_us);
+    info.input = run.input.empty() ? json() : json::parse(run.input);
+    if (run.status == RunStatus::completed) info.output = run.output.empty() ? json() : json::parse(run.output);
+    info.error = run.error;
+    if (run.park && run.status == RunStatus::waiting) {
+        WaitInfo w;
+        w.kind = run.park->kind;
+        w.name = run.park->name;
+        w.data = run.park->data.empty() ? json::object() : json::parse(run.park->data);
+        if (run.park->deadline_us != 0) w.deadline = from_micros(run.park->deadline_us);
+        w.since = from_micros(run.park->since_us);
+        info.waiting = std::move(w);
+    }
+    info.journal_entries = run.journal_len;
+    return info;
+}
+
+}  // namespace abide::detail

@@ -1,0 +1,115 @@
+// The stored records: runs, journal entries, buffered signals, events.
+// docs/journal-format.md describes the same layout for people; change both
+// together, and bump the record version on any change to a field list.
+#pragma once
+
+#include <abide/types.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace abide::detail {
+
+inline constexpr std::uint8_t record_version = 1;
+
+/// Microseconds since the Unix epoch: how every time is stored.
+inline std::int64_t to_micros(TimePoint t) {
+    return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+}
+inline TimePoint from_micros(std::int64_t us) {
+    return TimePoint(std::chrono::duration_cast<Clock::duration>(std::chrono::microseconds(us)));
+}
+
+enum class EntryKind : std::uint8_t {
+    step_ok = 1,     ///< a step's result (value)
+    step_error = 2,  ///< a step's final failure
+    step_retry = 3,  ///< a failed attempt with a retry scheduled at deadline; parks the run
+    wait = 4,        ///< wait_for_signal or suspend (wait_kind), with metadata/data; parks the run
+    sleep = 5,       ///< parks the run until deadline
+    wake = 6,        ///< ends the park entry before it (reason, payload)
+    now = 7,
+    random = 8,
+    uuid = 9,
+};
+std::string_view to_string(EntryKind);
+
+enum class WakeReason : std::uint8_t { payload = 1, timeout = 2, timer = 3, cancelled = 4 };
+std::string_view to_string(WakeReason);
+
+/// One journal position. Which fields matter depends on kind; unused ones
+/// are empty and cost a byte each.
+struct JournalEntry {
+    EntryKind kind{};
+    WaitKind wait_kind{};        // wait
+    WakeReason reason{};         // wake
+    std::string name;            // step name, signal name, step key
+    std::string value;           // JSON text: result, payload, metadata, now/random/uuid
+    std::string error_type;      // step_error, step_retry
+    std::string error_message;   // step_error, step_retry; cancel reason for wake(cancelled)
+    std::string signal_id;       // wake(payload)
+    std::uint32_t attempt = 0;   // step_ok, step_error, step_retry
+    std::int64_t started_us = 0;
+    std::int64_t finished_us = 0;
+    std::int64_t deadline_us = 0;  // 0: none
+
+    bool parks() const {
+        return kind == EntryKind::wait || kind == EntryKind::sleep || kind == EntryKind::step_retry;
+    }
+};
+
+std::string encode(const JournalEntry&);
+JournalEntry decode_journal_entry(std::string_view bytes, std::uint64_t run, std::uint32_t seq);
+
+/// The run's current park, mirrored from its last journal entry so that
+/// queries and signal delivery need not read the journal.
+struct ParkState {
+    WaitKind kind{};
+    std::string name;
+    std::string data;            // JSON text: wait metadata or suspend data
+    std::int64_t deadline_us = 0;  // 0: none
+    std::int64_t since_us = 0;
+    std::uint32_t seq = 0;       // journal position of the park entry
+};
+
+struct RunRecord {
+    std::string id;
+    std::string workflow;
+    RunStatus status = RunStatus::ready;
+    std::int64_t created_us = 0;
+    std::int64_t updated_us = 0;
+    std::string input;   // JSON text
+    std::string output;  // JSON text, when completed
+    std::optional<ErrorInfo> error;
+    std::uint32_t journal_len = 0;
+    /// Bumped by retry(); an in-memory fiber of an older incarnation is stale.
+    std::uint32_t incarnation = 0;
+    std::optional<ParkState> park;
+    bool cancel_requested = false;
+    std::string cancel_reason;
+};
+
+std::string encode(const RunRecord&);
+RunRecord decode_run_record(std::string_view bytes, std::uint64_t run);
+
+/// A signal or resume kept until a wait consumes it.
+struct InboxEntry {
+    std::string signal_id;
+    std::string payload;  // JSON text
+    std::int64_t received_us = 0;
+    /// False when written by a process that lacks the workflow's definition;
+    /// the host validates it before a wait consumes it.
+    bool validated = true;
+};
+
+std::string encode(const InboxEntry&);
+InboxEntry decode_inbox_entry(std::string_view bytes);
+
+std::string encode_event(const Event&);
+Event decode_event(std::string_view bytes, std::uint64_t seq);
+
+/// Public view of a stored run.
+RunInfo to_run_info(const RunRecord&);
+
+}  // namespace abide::detail

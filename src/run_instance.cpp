@@ -1,0 +1,392 @@
+#include "run_instance.hpp"
+
+#include "engine_core.hpp"
+
+#include <boost/context/fiber.hpp>
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+namespace abide::detail {
+
+namespace {
+
+std::string describe_call(EntryKind kind, WaitKind wait_kind, std::string_view name) {
+    switch (kind) {
+        case EntryKind::step_ok:
+        case EntryKind::step_error:
+        case EntryKind::step_retry: return fmt::format("step '{}'", name);
+        case EntryKind::wait:
+            return wait_kind == WaitKind::suspend ? fmt::format("suspend '{}'", name)
+                                                  : fmt::format("wait_for_signal '{}'", name);
+        case EntryKind::sleep: return "sleep";
+        case EntryKind::wake: return "the end of a wait";
+        case EntryKind::now: return "now()";
+        case EntryKind::random: return "random()";
+        case EntryKind::uuid: return "uuid()";
+    }
+    return "unknown";
+}
+
+bool is_step(EntryKind k) {
+    return k == EntryKind::step_ok || k == EntryKind::step_error || k == EntryKind::step_retry;
+}
+
+ErrorInfo describe_current_exception() {
+    try {
+        throw;
+    } catch (const Error& e) {
+        return {e.id(), type_name(typeid(e).name()), e.what()};
+    } catch (const std::exception& e) {
+        return {"abide.workflow.exception", type_name(typeid(e).name()), e.what()};
+    } catch (...) {
+        return {"abide.workflow.exception", "unknown", "a non-standard exception was thrown"};
+    }
+}
+
+}  // namespace
+
+RunInstance::RunInstance(EngineCore& core, const WorkflowDef& def, std::uint64_t run_number, const RunRecord& record)
+    : core_(core), def_(def), run_number_(run_number), id_(record.id), incarnation_(record.incarnation),
+      input_(record.input), fiber_(core.stacks, [this] { fiber_main(); }) {}
+
+RunInstance::~RunInstance() { unwind(); }
+
+TimePoint RunInstance::core_now() const { return core_.now(); }
+std::uint64_t RunInstance::core_random() { return core_.random64(); }
+
+void RunInstance::append_committed(std::vector<JournalEntry> entries) {
+    for (auto& e : entries) journal_.push_back(std::move(e));
+}
+
+void RunInstance::advance() {
+    request_ = Request{};
+    fiber_.resume();
+}
+
+void RunInstance::unwind() noexcept {
+    if (fiber_.finished()) return;
+    unwinding_ = true;
+    // The fiber is parked in submit(); it throws FiberUnwind from there. Code
+    // that swallows it and calls ctx again gets it again.
+    while (!fiber_.finished()) fiber_.resume();
+}
+
+void RunInstance::submit(Request request) {
+    request_ = std::move(request);
+    fiber_.yield();
+    if (unwinding_) throw FiberUnwind{};
+}
+
+void RunInstance::fiber_main() {
+    try {
+        Context ctx(*this);
+        json output;
+        try {
+            json input = input_.empty() ? json() : json::parse(input_);
+            output = def_.body(ctx, input);
+        } catch (const FiberUnwind&) {
+            if (fatal_) finish(RunStatus::failed, {}, fatal_);
+            return;  // evicted or unwound: nothing to commit
+        } catch (const boost::context::detail::forced_unwind&) {
+            throw;
+        } catch (const Cancelled& c) {
+            if (fatal_) return finish(RunStatus::failed, {}, fatal_);
+            ErrorInfo info{c.id(), "abide::Cancelled", c.reason()};
+            return finish(RunStatus::cancelled, {}, std::move(info));
+        } catch (...) {
+            if (fatal_) return finish(RunStatus::failed, {}, fatal_);
+            return finish(RunStatus::failed, {}, describe_current_exception());
+        }
+        if (unwinding_) return;
+        if (fatal_) return finish(RunStatus::failed, {}, fatal_);
+        if (cursor_ < journal_.size()) {
+            const JournalEntry& e = journal_[cursor_];
+            return finish(RunStatus::failed, {},
+                          ErrorInfo{"abide.replay.nondeterminism", "abide::NondeterminismError",
+                                    fmt::format("run '{}' of workflow '{}': the code returned at journal position "
+                                                "{}, but the journal holds {} there (and {} entries in all). The "
+                                                "workflow changed in a way that does not fit runs in flight; keep "
+                                                "the old path for them, then Engine::retry the run",
+                                                id_, def_.name, cursor_, describe_call(e.kind, e.wait_kind, e.name),
+                                                journal_.size())});
+        }
+        std::string text = output.dump();
+        if (text.size() > core_.options.max_payload_bytes)
+            return finish(RunStatus::failed, {},
+                          ErrorInfo{"abide.payload.too_large", "abide::PayloadError",
+                                    fmt::format("the workflow's output is {} bytes, over max_payload_bytes ({})",
+                                                text.size(), core_.options.max_payload_bytes)});
+        finish(RunStatus::completed, std::move(text), std::nullopt);
+    } catch (const boost::context::detail::forced_unwind&) {
+        throw;
+    } catch (...) {
+        // Nothing may escape a fiber; an allocation failure while finishing
+        // leaves the run as it is in storage (it will be retried).
+    }
+}
+
+void RunInstance::finish(RunStatus status, std::string output, std::optional<ErrorInfo> error) {
+    Request r;
+    r.kind = Request::Kind::finish;
+    r.final_status = status;
+    r.output = std::move(output);
+    r.error = std::move(error);
+    request_ = std::move(r);  // committed by the engine after the fiber returns
+}
+
+void RunInstance::check_callable(std::string_view call) const {
+    if (unwinding_) throw FiberUnwind{};
+    if (fatal_) throw FiberUnwind{};
+    if (in_step_)
+        throw UsageError("abide.context.in_step",
+                         fmt::format("ctx.{} was called inside the body of a step of run '{}'; steps cannot "
+                                     "contain ctx calls. Call it from the workflow function instead",
+                                     call, id_));
+}
+
+void RunInstance::fatal(std::string id, std::string message) {
+    fatal_ = ErrorInfo{std::move(id), "abide::NondeterminismError", std::move(message)};
+    throw FiberUnwind{};
+}
+
+void RunInstance::mismatch(const JournalEntry& found, std::string_view call) {
+    fatal("abide.replay.nondeterminism",
+          fmt::format("run '{}' of workflow '{}': at journal position {} the journal holds {} but the code "
+                      "called {}. The workflow changed in a way that does not fit runs in flight; keep the old "
+                      "path for them (or fix the code), then Engine::retry the run",
+                      id_, def_.name, cursor_, describe_call(found.kind, found.wait_kind, found.name), call));
+}
+
+std::int64_t RunInstance::deadline_after(std::optional<Duration> d) const {
+    if (!d) return 0;
+    std::int64_t now = to_micros(core_.now());
+    std::int64_t span = d->count();
+    if (span > std::numeric_limits<std::int64_t>::max() - now) return std::numeric_limits<std::int64_t>::max();
+    return std::max<std::int64_t>(now + span, 1);
+}
+
+JournalEntry RunInstance::await_wake() {
+    while (cursor_ >= journal_.size()) {
+        Request r;
+        r.kind = Request::Kind::park;
+        r.entry = journal_[cursor_ - 1];
+        r.new_entry = false;
+        submit(std::move(r));
+    }
+    const JournalEntry& e = journal_[cursor_];
+    if (e.kind != EntryKind::wake) mismatch(e, "the end of a wait");
+    ++cursor_;
+    if (e.reason == WakeReason::cancelled) {
+        cancelled_ = e.error_message;
+        throw Cancelled(e.error_message);
+    }
+    return e;
+}
+
+JournalEntry RunInstance::park(JournalEntry entry) {
+    Request r;
+    r.kind = Request::Kind::park;
+    r.entry = std::move(entry);
+    r.new_entry = true;
+    submit(std::move(r));
+    // The engine appended the park entry (and perhaps its wake) before resuming us.
+    ++cursor_;
+    return await_wake();
+}
+
+json RunInstance::run_step(std::string_view name, const StepOptions& options,
+                           function_ref<json(StepContext&)> body) {
+    check_callable("step");
+    const std::size_t position = cursor_;
+    std::uint32_t attempt = 1;
+    const std::string call = fmt::format("step '{}'", name);
+    for (;;) {
+        if (const JournalEntry* e = peek()) {
+            if (!is_step(e->kind) || e->name != name) mismatch(*e, call);
+            ++cursor_;
+            if (e->kind == EntryKind::step_ok) return json::parse(e->value);
+            if (e->kind == EntryKind::step_error)
+                throw StepError(std::string(name), e->error_type, e->error_message, e->attempt);
+            attempt = e->attempt + 1;  // step_retry: its backoff must have ended
+            (void)await_wake();
+            continue;
+        }
+        // Live: run the body. If the process dies before the result is
+        // committed, recovery runs it again (at-least-once).
+        StepContext sc(id_, std::string(name), attempt, fmt::format("{}:{}", id_, position));
+        JournalEntry entry;
+        entry.name = std::string(name);
+        entry.attempt = attempt;
+        entry.started_us = to_micros(core_.now());
+        std::optional<ErrorInfo> failure;
+        in_step_ = true;
+        try {
+            json value = body(sc);
+            entry.value = value.dump();
+            if (entry.value.size() > core_.options.max_payload_bytes)
+                failure = ErrorInfo{"abide.payload.too_large", "abide::PayloadError",
+                                    fmt::format("the result is {} bytes, over max_payload_bytes ({})",
+                                                entry.value.size(), core_.options.max_payload_bytes)};
+        } catch (const FiberUnwind&) {
+            in_step_ = false;
+            throw;
+        } catch (const boost::context::detail::forced_unwind&) {
+            in_step_ = false;
+            throw;
+        } catch (...) {
+            failure = describe_current_exception();
+        }
+        in_step_ = false;
+        entry.finished_us = to_micros(core_.now());
+        if (!failure) {
+            entry.kind = EntryKind::step_ok;
+            Request r;
+            r.kind = Request::Kind::append;
+            r.entry = entry;
+            submit(std::move(r));
+            ++cursor_;
+            // What replay will return: the stored text, parsed.
+            return json::parse(entry.value);
+        }
+        entry.value.clear();
+        entry.error_type = failure->type;
+        entry.error_message = failure->message;
+        const RetryPolicy& retry = options.retry;
+        if (attempt < retry.max_attempts) {
+            double factor = std::pow(retry.multiplier, static_cast<double>(attempt - 1));
+            double backoff = static_cast<double>(retry.initial_backoff.count()) * factor;
+            backoff = std::min(backoff, static_cast<double>(retry.max_backoff.count()));
+            entry.kind = EntryKind::step_retry;
+            entry.deadline_us = deadline_after(Duration(static_cast<std::int64_t>(backoff)));
+            (void)park(std::move(entry));
+            ++attempt;
+            continue;
+        }
+        entry.kind = EntryKind::step_error;
+        Request r;
+        r.kind = Request::Kind::append;
+        r.entry = entry;
+        submit(std::move(r));
+        ++cursor_;
+        throw StepError(std::string(name), entry.error_type, entry.error_message, attempt);
+    }
+}
+
+std::optional<json> RunInstance::wait(WaitKind kind, std::string_view name, json data,
+                                      std::optional<Duration> timeout) {
+    check_callable(kind == WaitKind::suspend ? "suspend" : "wait_for_signal");
+    if (cancelled_) throw Cancelled(*cancelled_);
+    const std::string call = describe_call(EntryKind::wait, kind, name);
+    JournalEntry wake;
+    if (const JournalEntry* e = peek()) {
+        if (e->kind != EntryKind::wait || e->wait_kind != kind || e->name != name) mismatch(*e, call);
+        ++cursor_;
+        wake = await_wake();
+    } else {
+        if (kind == WaitKind::signal && !def_.signals.count(name))
+            fatal("abide.workflow.undeclared_signal",
+                  fmt::format("workflow '{}' waits for signal '{}' but does not declare it; add "
+                              ".signal<T>(\"{}\") to its definition",
+                              def_.name, name, name));
+        JournalEntry entry;
+        entry.kind = EntryKind::wait;
+        entry.wait_kind = kind;
+        entry.name = std::string(name);
+        entry.value = data.dump();
+        entry.started_us = to_micros(core_.now());
+        entry.deadline_us = deadline_after(timeout);
+        wake = park(std::move(entry));
+    }
+    if (wake.reason == WakeReason::timeout) return std::nullopt;
+    return json::parse(wake.value);
+}
+
+void RunInstance::sleep(Duration duration) {
+    check_callable("sleep");
+    if (cancelled_) throw Cancelled(*cancelled_);
+    if (const JournalEntry* e = peek()) {
+        if (e->kind != EntryKind::sleep) mismatch(*e, "sleep");
+        ++cursor_;
+        (void)await_wake();
+        return;
+    }
+    JournalEntry entry;
+    entry.kind = EntryKind::sleep;
+    entry.started_us = to_micros(core_.now());
+    entry.deadline_us = deadline_after(duration);
+    (void)park(std::move(entry));
+}
+
+std::string RunInstance::recorded(EntryKind kind, const std::function<std::string()>& make) {
+    check_callable(std::string(to_string(kind)) + "()");
+    if (const JournalEntry* e = peek()) {
+        if (e->kind != kind) mismatch(*e, describe_call(kind, {}, {}));
+        ++cursor_;
+        return e->value;
+    }
+    JournalEntry entry;
+    entry.kind = kind;
+    entry.value = make();
+    entry.started_us = entry.finished_us = to_micros(core_.now());
+    Request r;
+    r.kind = Request::Kind::append;
+    r.entry = entry;
+    submit(std::move(r));
+    ++cursor_;
+    return entry.value;
+}
+
+}  // namespace abide::detail
+
+// ---- Context: thin forwarding to the run's instance ---------------------------
+
+namespace abide {
+
+json Context::run_step(std::string_view name, const StepOptions& options,
+                       detail::function_ref<json(StepContext&)> body) {
+    return instance_.run_step(name, options, body);
+}
+
+std::optional<json> Context::wait(WaitKind kind, std::string_view name, json data, std::optional<Duration> timeout) {
+    return instance_.wait(kind, name, std::move(data), timeout);
+}
+
+json Context::suspend(std::string_view step_key, json data, std::optional<Duration> timeout) {
+    auto resumed = instance_.wait(WaitKind::suspend, step_key, std::move(data), timeout);
+    if (!resumed) throw TimeoutError(std::string(step_key));
+    return std::move(*resumed);
+}
+
+void Context::sleep(Duration duration) { instance_.sleep(duration); }
+
+TimePoint Context::now() {
+    auto text = instance_.recorded(detail::EntryKind::now, [this] {
+        return std::to_string(detail::to_micros(instance_.core_now()));
+    });
+    return detail::from_micros(std::stoll(text));
+}
+
+std::uint64_t Context::random() {
+    auto text = instance_.recorded(detail::EntryKind::random,
+                                   [this] { return std::to_string(instance_.core_random()); });
+    return std::stoull(text);
+}
+
+std::string Context::uuid() {
+    auto text = instance_.recorded(detail::EntryKind::uuid, [this] {
+        std::uint64_t hi = instance_.core_random(), lo = instance_.core_random();
+        hi = (hi & ~std::uint64_t{0xf000}) | 0x4000;                      // version 4
+        lo = (lo & ~(std::uint64_t{0xc} << 60)) | (std::uint64_t{0x8} << 60);  // RFC 4122 variant
+        return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", hi >> 32, (hi >> 16) & 0xffff, hi & 0xffff,
+                           lo >> 48, lo & 0xffffffffffffULL);
+    });
+    return text;
+}
+
+const std::string& Context::run_id() const noexcept { return instance_.id(); }
+const std::string& Context::workflow() const noexcept { return instance_.workflow(); }
+bool Context::replaying() const noexcept { return instance_.replaying(); }
+
+}  // namespace abide

@@ -1,0 +1,112 @@
+// A run in memory: its fiber, the journal entries it has been given, and the
+// one request it is waiting on.
+//
+// Protocol between the fiber (workflow code, through Context) and the engine:
+//  * the fiber consumes journal entries in order; while entries remain it is
+//    replaying and never yields;
+//  * past the end it is live: it sets exactly one Request and yields;
+//  * the engine commits the request and appends what it wrote for this run
+//    to the instance (append_committed) before resuming it, so the workflow
+//    only ever sees committed entries;
+//  * a parked instance stays suspended inside its wait until the engine
+//    appends the wake entry and resumes it, or tells it to unwind.
+#pragma once
+
+#include "fiber.hpp"
+#include "records.hpp"
+
+#include <abide/context.hpp>
+#include <abide/detail/workflow_def.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace abide::detail {
+
+class EngineCore;
+
+/// Thrown inside the fiber to unwind it (eviction, a fatal replay error).
+/// Not a std::exception, so `catch (const std::exception&)` lets it pass.
+struct FiberUnwind {};
+
+struct Request {
+    enum class Kind { none, append, park, finish };
+    Kind kind = Kind::none;
+    /// append: the entry; park: the park entry (already journaled if !new_entry).
+    JournalEntry entry;
+    bool new_entry = true;
+    /// finish:
+    RunStatus final_status = RunStatus::completed;
+    std::string output;
+    std::optional<ErrorInfo> error;
+};
+
+class RunInstance {
+public:
+    RunInstance(EngineCore& core, const WorkflowDef& def, std::uint64_t run_number, const RunRecord& record);
+    ~RunInstance();
+    RunInstance(const RunInstance&) = delete;
+    RunInstance& operator=(const RunInstance&) = delete;
+
+    // ---- engine side ----
+    std::uint64_t run_number() const noexcept { return run_number_; }
+    const std::string& id() const noexcept { return id_; }
+    std::uint32_t incarnation() const noexcept { return incarnation_; }
+    /// Entries known to the instance; equals the run's journal_len when in sync.
+    std::uint32_t journal_size() const noexcept { return static_cast<std::uint32_t>(journal_.size()); }
+    void append_committed(std::vector<JournalEntry> entries);
+    /// Runs the fiber until it sets its next request (or finishes).
+    void advance();
+    const Request& request() const noexcept { return request_; }
+    bool finished() const noexcept { return fiber_.finished(); }
+    /// Unwinds a parked fiber; afterwards finished() is true. Idempotent.
+    void unwind() noexcept;
+
+    // ---- fiber side (called by Context) ----
+    json run_step(std::string_view name, const StepOptions& options, function_ref<json(StepContext&)> body);
+    std::optional<json> wait(WaitKind kind, std::string_view name, json data, std::optional<Duration> timeout);
+    void sleep(Duration duration);
+    std::string recorded(EntryKind kind, const std::function<std::string()>& make);
+    const std::string& workflow() const noexcept { return def_.name; }
+    TimePoint core_now() const;
+    std::uint64_t core_random();
+    bool replaying() const noexcept { return cursor_ < journal_.size(); }
+
+private:
+    /// Runs the workflow; lets nothing escape but Boost's forced_unwind.
+    void fiber_main();
+    void finish(RunStatus status, std::string output, std::optional<ErrorInfo> error);
+    /// Sets the request and yields; throws FiberUnwind if told to unwind.
+    void submit(Request request);
+    void check_callable(std::string_view call) const;
+    const JournalEntry* peek() const { return cursor_ < journal_.size() ? &journal_[cursor_] : nullptr; }
+    /// Stops the run: the journal at the cursor does not match `call`.
+    [[noreturn]] void mismatch(const JournalEntry& found, std::string_view call);
+    [[noreturn]] void fatal(std::string id, std::string message);
+    /// Parks on the entry at cursor-1 until its wake entry is there; consumes it.
+    JournalEntry await_wake();
+    /// Journals a new park entry and waits for its wake entry.
+    JournalEntry park(JournalEntry entry);
+    std::int64_t deadline_after(std::optional<Duration> d) const;
+
+    EngineCore& core_;
+    const WorkflowDef& def_;
+    const std::uint64_t run_number_;
+    const std::string id_;
+    const std::uint32_t incarnation_;
+    const std::string input_;
+    std::vector<JournalEntry> journal_;
+    std::size_t cursor_ = 0;
+    Request request_;
+    Fiber fiber_;
+    bool unwinding_ = false;
+    bool in_step_ = false;
+    /// A cancellation reached the workflow; later waits raise Cancelled at once.
+    std::optional<std::string> cancelled_;
+    /// Set by a nondeterminism error; it wins over whatever the workflow does next.
+    std::optional<ErrorInfo> fatal_;
+};
+
+}  // namespace abide::detail

@@ -1,0 +1,265 @@
+#include "storage.hpp"
+
+#include "bytes.hpp"
+
+#include <abide/errors.hpp>
+#include <abide/version.hpp>
+
+#include <lmdb.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <system_error>
+#include <utility>
+
+namespace abide::detail {
+
+namespace {
+
+constexpr std::string_view format_magic = "abide-journal";
+
+constexpr std::array<const char*, static_cast<std::size_t>(Db::count_)> db_names = {
+    "meta", "runs", "run_ids", "journal", "inbox", "signal_ids",
+    "timers", "ready", "waits", "by_status", "events"};
+
+MDB_val to_val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
+std::string_view from_val(const MDB_val& v) { return {static_cast<const char*>(v.mv_data), v.mv_size}; }
+
+}  // namespace
+
+void throw_storage_error(int rc, std::string_view doing) {
+    std::string what = std::string(doing) + ": " + mdb_strerror(rc);
+    switch (rc) {
+        case MDB_MAP_FULL:
+            throw MapFullError("abide.storage.map_full",
+                               what + "; the database reached EngineOptions::max_map_size. Raise it or "
+                                      "free space; nothing of this operation was written");
+        case MDB_CORRUPTED:
+        case MDB_PAGE_NOTFOUND:
+            throw FormatError("abide.storage.corrupt",
+                              what + "; the file is damaged. Restore it from a backup");
+        case MDB_INVALID:
+            throw FormatError("abide.storage.foreign_file",
+                              what + "; this file is not an abide database. Point EngineOptions::path "
+                                     "at a new file or at an abide database; the file was not modified");
+        case MDB_VERSION_MISMATCH:
+            throw FormatError("abide.storage.newer_format",
+                              what + "; the file was written by another LMDB version. It was not modified");
+        case MDB_PANIC:
+            throw StorageError("abide.storage.panic",
+                               what + "; a write to the file failed earlier. Destroy and reopen the Engine; "
+                                      "every committed state is intact");
+        case ENOSPC:
+        case EIO:
+            throw StorageError("abide.storage.io",
+                               what + "; the disk is full or failing. Nothing of this operation was "
+                                      "written; free space and retry");
+        default:
+            throw StorageError("abide.storage.error", what);
+    }
+}
+
+// ---- Txn -------------------------------------------------------------------
+
+Txn::Txn(Storage& storage, bool writable) : storage_(storage), writable_(writable) {
+    for (;;) {
+        map_lock_ = std::shared_lock(storage_.map_mutex_);
+        int rc = mdb_txn_begin(storage_.env_, nullptr, writable ? 0 : MDB_RDONLY, &txn_);
+        if (rc == 0) return;
+        map_lock_.unlock();
+        if (rc != MDB_MAP_RESIZED) throw_storage_error(rc, "beginning a transaction");
+        // Another process grew the map: adopt its size, then try again.
+        std::unique_lock exclusive(storage_.map_mutex_);
+        rc = mdb_env_set_mapsize(storage_.env_, 0);
+        if (rc != 0) throw_storage_error(rc, "adopting the grown map size");
+        MDB_envinfo info;
+        mdb_env_info(storage_.env_, &info);
+        storage_.map_size_ = info.me_mapsize;
+    }
+}
+
+Txn::Txn(Txn&& other) noexcept
+    : storage_(other.storage_), txn_(std::exchange(other.txn_, nullptr)), writable_(other.writable_),
+      map_lock_(std::move(other.map_lock_)) {}
+
+Txn::~Txn() {
+    if (txn_) mdb_txn_abort(txn_);
+}
+
+std::optional<std::string_view> Txn::get(Db db, std::string_view key) const {
+    MDB_val k = to_val(key), v;
+    int rc = mdb_get(txn_, storage_.dbi(db), &k, &v);
+    if (rc == MDB_NOTFOUND) return std::nullopt;
+    if (rc != 0) throw_storage_error(rc, std::string("reading ") + db_names[static_cast<std::size_t>(db)]);
+    return from_val(v);
+}
+
+void Txn::put(Db db, std::string_view key, std::string_view value) {
+    MDB_val k = to_val(key), v = to_val(value);
+    int rc = mdb_put(txn_, storage_.dbi(db), &k, &v, 0);
+    if (rc != 0) throw_storage_error(rc, std::string("writing ") + db_names[static_cast<std::size_t>(db)]);
+}
+
+bool Txn::del(Db db, std::string_view key) {
+    MDB_val k = to_val(key);
+    int rc = mdb_del(txn_, storage_.dbi(db), &k, nullptr);
+    if (rc == MDB_NOTFOUND) return false;
+    if (rc != 0) throw_storage_error(rc, std::string("deleting from ") + db_names[static_cast<std::size_t>(db)]);
+    return true;
+}
+
+void Txn::commit() {
+    // LMDB frees the transaction whether or not the commit succeeds.
+    int rc = mdb_txn_commit(std::exchange(txn_, nullptr));
+    map_lock_.unlock();
+    if (rc != 0) throw_storage_error(rc, "committing");
+}
+
+// ---- Cursor ----------------------------------------------------------------
+
+Cursor::Cursor(const Txn& txn, Db db) {
+    int rc = mdb_cursor_open(txn.txn_, txn.storage_.dbi(db), &cursor_);
+    if (rc != 0) throw_storage_error(rc, "opening a cursor");
+}
+
+Cursor::~Cursor() { mdb_cursor_close(cursor_); }
+
+bool Cursor::move(int op, std::string_view key) {
+    MDB_val k = to_val(key), v{};
+    int rc = mdb_cursor_get(cursor_, &k, &v, static_cast<MDB_cursor_op>(op));
+    if (rc == MDB_NOTFOUND) {
+        key_ = value_ = {};
+        return false;
+    }
+    if (rc != 0) throw_storage_error(rc, "moving a cursor");
+    key_ = from_val(k);
+    value_ = from_val(v);
+    return true;
+}
+
+bool Cursor::seek(std::string_view key) { return move(MDB_SET_RANGE, key); }
+bool Cursor::first() { return move(MDB_FIRST); }
+bool Cursor::last() { return move(MDB_LAST); }
+bool Cursor::next() { return move(MDB_NEXT); }
+bool Cursor::prev() { return move(MDB_PREV); }
+
+void Cursor::del() {
+    int rc = mdb_cursor_del(cursor_, 0);
+    if (rc != 0) throw_storage_error(rc, "deleting at a cursor");
+    // After a delete LMDB leaves the cursor on the following entry.
+    if (!move(MDB_GET_CURRENT)) key_ = value_ = {};
+}
+
+// ---- Storage ---------------------------------------------------------------
+
+Storage::Storage(const EngineOptions& options)
+    : path_(options.path.string()), map_size_(options.map_size), max_map_size_(options.max_map_size) {
+    if (path_.empty())
+        throw UsageError("abide.options.path", "EngineOptions::path is empty; name the database file");
+    std::error_code ec;
+    if (std::filesystem::is_directory(options.path, ec))
+        throw UsageError("abide.options.path",
+                         "EngineOptions::path '" + path_ + "' is a directory; name a file inside it");
+    const std::string lock_path = path_ + "-lock";
+    const bool lock_existed = std::filesystem::exists(lock_path, ec);
+
+    int rc = mdb_env_create(&env_);
+    if (rc != 0) throw_storage_error(rc, "creating the environment");
+    unsigned flags = MDB_NOSUBDIR | MDB_NOTLS | MDB_NORDAHEAD;
+    if (options.durability == Durability::meta_unsynced) flags |= MDB_NOMETASYNC;
+    if (options.durability == Durability::unsynced) flags |= MDB_NOSYNC;
+    mdb_env_set_maxdbs(env_, static_cast<MDB_dbi>(Db::count_) + 2);
+    mdb_env_set_maxreaders(env_, 512);
+    mdb_env_set_mapsize(env_, map_size_);
+    rc = mdb_env_open(env_, path_.c_str(), flags, 0644);
+    try {
+        if (rc != 0) throw_storage_error(rc, "opening '" + path_ + "'");
+        MDB_envinfo info;
+        mdb_env_info(env_, &info);
+        map_size_ = info.me_mapsize;
+        // Readers left by killed processes would pin old pages forever.
+        int dead = 0;
+        mdb_reader_check(env_, &dead);
+        check_format();
+    } catch (...) {
+        mdb_env_close(env_);
+        env_ = nullptr;
+        if (!lock_existed) std::filesystem::remove(lock_path, ec);
+        throw;
+    }
+}
+
+Storage::~Storage() {
+    if (env_) mdb_env_close(env_);
+}
+
+void Storage::check_format() {
+    // The main database lists the named databases. Empty: a new file, which
+    // we initialise. Without our meta database: someone else's LMDB file,
+    // which we refuse before writing anything.
+    bool fresh = false;
+    {
+        Txn txn = read();
+        MDB_dbi main = 0;
+        int rc = mdb_dbi_open(txn.txn_, nullptr, 0, &main);
+        if (rc != 0) throw_storage_error(rc, "opening the main database");
+        MDB_stat st;
+        mdb_stat(txn.txn_, main, &st);
+        fresh = st.ms_entries == 0;
+        if (!fresh) {
+            MDB_val k = to_val("meta"), v;
+            if (mdb_get(txn.txn_, main, &k, &v) != 0)
+                throw FormatError("abide.storage.foreign_file",
+                                  "'" + path_ + "' is an LMDB file but not an abide database; point "
+                                  "EngineOptions::path at a new file. The file was not modified");
+        }
+    }
+    open_databases(fresh);
+    Txn txn = read();
+    auto meta = txn.get(Db::meta, "format");
+    if (!meta || meta->size() != format_magic.size() + 4 || meta->substr(0, format_magic.size()) != format_magic)
+        throw FormatError("abide.storage.foreign_file",
+                          "'" + path_ + "' has no abide format record; it is not an abide database. "
+                          "The file was not modified");
+    std::uint32_t version = get_be32(*meta, format_magic.size());
+    if (version > journal_format_version)
+        throw FormatError("abide.storage.newer_format",
+                          "'" + path_ + "' has journal format " + std::to_string(version) +
+                              " but this build of abide reads format " + std::to_string(journal_format_version) +
+                              " at most; upgrade abide. The file was not modified");
+}
+
+void Storage::open_databases(bool create) {
+    Txn txn(*this, create);
+    for (std::size_t i = 0; i < db_names.size(); ++i) {
+        MDB_dbi handle = 0;
+        int rc = mdb_dbi_open(txn.txn_, db_names[i], create ? MDB_CREATE : 0, &handle);
+        if (rc == MDB_NOTFOUND)
+            throw FormatError("abide.storage.corrupt", "'" + path_ + "' lacks the '" + db_names[i] +
+                                                           "' table; the file is damaged or not abide's");
+        if (rc != 0) throw_storage_error(rc, std::string("opening table ") + db_names[i]);
+        dbis_[i] = handle;
+    }
+    if (create) {
+        std::string meta(format_magic);
+        put_be32(meta, journal_format_version);
+        txn.put(Db::meta, "format", meta);
+    }
+    txn.commit();
+}
+
+void Storage::grow_map() {
+    std::unique_lock exclusive(map_mutex_);
+    if (map_size_ >= max_map_size_)
+        throw MapFullError("abide.storage.map_full",
+                           "the database is full at EngineOptions::max_map_size (" + std::to_string(max_map_size_) +
+                               " bytes); raise it or free space. Nothing of the failed operation was written");
+    std::size_t next = std::min(max_map_size_, map_size_ * 2);
+    int rc = mdb_env_set_mapsize(env_, next);
+    if (rc != 0) throw_storage_error(rc, "growing the map");
+    map_size_ = next;
+}
+
+}  // namespace abide::detail

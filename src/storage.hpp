@@ -1,0 +1,131 @@
+// The storage layer: the only code that calls LMDB.
+//
+// Layout (one LMDB file, named databases, integer keys big-endian):
+//   meta        "format"                          -> magic + format version
+//   runs        run#(8)                           -> RunRecord
+//   run_ids     external id                       -> run#(8)
+//   journal     run#(8) seq(4)                    -> JournalEntry
+//   inbox       run#(8) kind(1) name 0 seq(8)     -> InboxEntry   (signals not yet consumed)
+//   signal_ids  run#(8) signal id                 -> empty        (accepted ids, for dedupe)
+//   timers      deadline_us(8) run#(8) seq(4)     -> empty        (deadline order)
+//   ready       run#(8)                           -> empty        (status ready or running)
+//   waits       kind(1) name 0 run#(8)            -> empty        (status waiting, by what)
+//   by_status   status(1) run#(8)                 -> workflow name
+//   events      seq(8)                            -> Event
+// run# is internal and monotonic (creation order); ids users see are strings.
+//
+// Transactions never outlive a call and are never held across a fiber switch.
+#pragma once
+
+#include <abide/options.hpp>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+
+struct MDB_env;
+struct MDB_txn;
+struct MDB_cursor;
+
+namespace abide::detail {
+
+enum class Db : std::uint8_t {
+    meta, runs, run_ids, journal, inbox, signal_ids, timers, ready, waits, by_status, events, count_
+};
+
+/// Throws the abide error for an LMDB return code (the one place that maps them).
+[[noreturn]] void throw_storage_error(int rc, std::string_view doing);
+
+class Storage;
+
+/// A read or write transaction. Views returned by get() and cursors stay
+/// valid until the transaction ends or, in a write transaction, the next write.
+class Txn {
+public:
+    Txn(Txn&&) noexcept;
+    Txn& operator=(Txn&&) = delete;
+    ~Txn();
+
+    std::optional<std::string_view> get(Db db, std::string_view key) const;
+    void put(Db db, std::string_view key, std::string_view value);
+    /// True if the key existed.
+    bool del(Db db, std::string_view key);
+    /// Commits; afterwards the transaction is gone. Throws on failure, and then
+    /// nothing of it is stored.
+    void commit();
+    bool writable() const noexcept { return writable_; }
+
+private:
+    friend class Storage;
+    friend class Cursor;
+    Txn(Storage& storage, bool writable);
+    Storage& storage_;
+    MDB_txn* txn_ = nullptr;
+    bool writable_;
+    std::shared_lock<std::shared_mutex> map_lock_;
+};
+
+class Cursor {
+public:
+    Cursor(const Txn& txn, Db db);
+    ~Cursor();
+    Cursor(const Cursor&) = delete;
+    Cursor& operator=(const Cursor&) = delete;
+    /// Positions at the first key >= `key`; false if there is none.
+    bool seek(std::string_view key);
+    bool first();
+    bool last();
+    bool next();
+    bool prev();
+    std::string_view key() const { return key_; }
+    std::string_view value() const { return value_; }
+    /// Deletes the current entry; the cursor then stands at the next one.
+    void del();
+
+private:
+    bool move(int op, std::string_view key = {});
+    MDB_cursor* cursor_ = nullptr;
+    std::string_view key_, value_;
+};
+
+class Storage {
+public:
+    /// Opens or creates the database; refuses foreign and newer files
+    /// untouched (FormatError).
+    explicit Storage(const EngineOptions& options);
+    ~Storage();
+    Storage(const Storage&) = delete;
+    Storage& operator=(const Storage&) = delete;
+
+    Txn read() { return Txn(*this, false); }
+    /// At most one write transaction per process at a time: the commit queue
+    /// guarantees it.
+    Txn write() { return Txn(*this, true); }
+
+    /// Doubles the map (up to max_map_size). Call with no transaction of this
+    /// object open. Throws MapFullError when already at the limit.
+    void grow_map();
+    std::size_t map_size() const noexcept { return map_size_; }
+
+private:
+    friend class Txn;
+    friend class Cursor;
+    void open_databases(bool create);
+    void check_format();
+    unsigned dbi(Db db) const { return dbis_[static_cast<std::size_t>(db)]; }
+
+    MDB_env* env_ = nullptr;
+    std::array<unsigned, static_cast<std::size_t>(Db::count_)> dbis_{};
+    std::string path_;
+    std::size_t map_size_;
+    std::size_t max_map_size_;
+    /// Shared by every open transaction; exclusive while the map is resized
+    /// (LMDB requires no transaction of this process then).
+    std::shared_mutex map_mutex_;
+};
+
+}  // namespace abide::detail
