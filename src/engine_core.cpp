@@ -471,24 +471,25 @@ SignalResult EngineCore::deliver(std::string_view run_id, WaitKind channel, std:
             result = refuse(SignalOutcome::unknown_run, fmt::format("no run '{}' exists; nothing was written", run_id));
             return;
         }
-        if (is_finished(record->status)) {
-            result = refuse(SignalOutcome::run_finished,
-                            fmt::format("run '{}' has {}; it accepts no more signals. Nothing was written", run_id,
-                                        to_string(record->status)));
-            return;
-        }
+        // A repeated id is a duplicate even after the run finished: the
+        // sender's first copy was accepted, which is what a retrying sender asks.
+        const std::string id_key = run_key(run) + std::string(signal_id);
         if (!signal_id.empty()) {
-            std::string key = run_key(run);
-            key.append(signal_id);
-            if (w.txn.get(Db::signal_ids, key)) {
+            if (w.txn.get(Db::signal_ids, id_key)) {
                 result = refuse(SignalOutcome::duplicate,
                                 fmt::format("signal id '{}' was already accepted for run '{}'; this copy was not "
                                             "stored again",
                                             signal_id, run_id));
                 return;
             }
-            w.txn.put(Db::signal_ids, key, {});
         }
+        if (is_finished(record->status)) {
+            result = refuse(SignalOutcome::run_finished,
+                            fmt::format("run '{}' has {}; it accepts no more signals. Nothing was written", run_id,
+                                        to_string(record->status)));
+            return;
+        }
+        if (!signal_id.empty()) w.txn.put(Db::signal_ids, id_key, {});
         const bool waiting_for_it = record->status == RunStatus::waiting && record->park &&
                                     record->park->kind == channel && record->park->name == name;
         if (waiting_for_it && validated) {

@@ -79,7 +79,7 @@ struct StepOptions {
 struct StartOptions {
     /// Caller-chosen run id. Starting the same id again returns the existing
     /// run and creates nothing (idempotent start). Empty: abide makes a UUID.
-    std::string run_id;
+    std::string run_id{};
 };
 
 }  // namespace abide

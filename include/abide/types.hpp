@@ -65,13 +65,13 @@ struct RunInfo {
 };
 
 struct RunQuery {
-    std::optional<RunStatus> status;
-    std::optional<std::string> workflow;
+    std::optional<RunStatus> status{};
+    std::optional<std::string> workflow{};
     /// Only runs waiting for this signal name or suspend step key, oldest first.
-    std::optional<std::string> waiting_for;
+    std::optional<std::string> waiting_for{};
     /// Page size; pass the last id you got as `after` for the next page.
     std::size_t limit = 100;
-    std::string after;
+    std::string after{};
 };
 
 /// What happened to a signal or resume. Only delivered, buffered and
