@@ -600,8 +600,8 @@ std::size_t EngineCore::fire_due_timers(PollResult& result) {
     constexpr std::size_t max_per_commit = 4096;
     std::size_t fired = 0;
     // An idle poll must not take the write lock: look first.
-    auto due = next_deadline();
-    if (!due || *due > now()) return 0;
+    auto earliest = next_deadline();
+    if (!earliest || *earliest > now()) return 0;
     for (;;) {
         std::size_t count = 0;
         bool more = false;

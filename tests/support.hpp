@@ -5,10 +5,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unistd.h>
 
 namespace abide::test {
@@ -46,6 +48,25 @@ public:
 private:
     std::shared_ptr<std::atomic<std::int64_t>> us_;
 };
+
+/// A reviewer's answer: the signal and resume payload the workflow and host
+/// tests send. Every field is required when decoding, so a payload of another
+/// shape is refused.
+struct Decision {
+    std::string status, reviewer_id, reason;
+    std::int64_t approved_amount = 0;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Decision, status, reviewer_id, reason, approved_amount)
+
+inline Decision approved(std::int64_t amount = 4900) { return {"approved", "u_123", "receipt checked", amount}; }
+
+/// How many events of `type` the log holds for `run`.
+inline std::size_t count_events(const Engine& engine, std::string_view run, EventType type) {
+    std::size_t n = 0;
+    for (const Event& e : engine.events(0, std::size_t{1} << 20))
+        if (e.run_id == run && e.type == type) ++n;
+    return n;
+}
 
 /// Options for a test engine: the temp database, the manual clock, and the
 /// unsynced durability that is safe against everything but power loss (tests
