@@ -645,49 +645,70 @@ std::size_t EngineCore::fire_due_timers(PollResult& result) {
 }
 
 std::vector<std::unique_ptr<RunInstance>> EngineCore::claim_ready(const std::set<std::uint64_t>& skip) {
-    std::vector<std::unique_ptr<RunInstance>> claimed;
-    std::vector<std::unique_ptr<RunInstance>> stale;  // destroyed after the read ends
+    // Phase 1: pick candidates and mark them executing in this process.
+    std::vector<std::uint64_t> candidates;
     {
         Txn t = storage.read();
         Cursor c(t, Db::ready);
-        for (bool ok = c.first(); ok && claimed.size() < options.max_runs_per_round; ok = c.next()) {
+        for (bool ok = c.first(); ok && candidates.size() < options.max_runs_per_round; ok = c.next()) {
             const std::uint64_t run = get_be64(c.key());
             if (skip.count(run)) continue;
-            auto raw = t.get(Db::runs, run_key(run));
-            if (!raw) continue;
-            RunRecord record;
-            try {
-                record = decode_run_record(*raw, run);
-            } catch (const FormatError&) {
-                continue;  // damaged: leave it for an operator
-            }
-            const WorkflowDef* def = find_definition(record.workflow);
-            if (!def) continue;  // another host may define it
+            std::lock_guard lock(runs_mutex_);
+            if (executing_.insert(run).second) candidates.push_back(run);
+        }
+    }
+    // Phase 2: read each run in a snapshot taken after the claim. A thread
+    // that executed one of them released it only after its commit, so this
+    // snapshot holds everything it wrote (an older one could replay a step
+    // whose result is already journaled).
+    std::vector<std::unique_ptr<RunInstance>> claimed;
+    std::vector<std::unique_ptr<RunInstance>> dropped;  // destroyed after the read ends
+    {
+        Txn t = storage.read();
+        for (const std::uint64_t run : candidates) {
             std::unique_ptr<RunInstance> instance;
             {
                 std::lock_guard lock(runs_mutex_);
-                if (!executing_.insert(run).second) continue;
                 if (auto it = cache_index_.find(run); it != cache_index_.end()) {
                     instance = std::move(*it->second);
                     cache_.erase(it->second);
                     cache_index_.erase(it);
                 }
             }
-            if (instance && (instance->incarnation() != record.incarnation ||
-                             instance->journal_size() > record.journal_len)) {
-                stale.push_back(std::move(instance));
+            auto unclaim = [&] {
+                std::lock_guard lock(runs_mutex_);
+                executing_.erase(run);
+                if (instance) dropped.push_back(std::move(instance));
+            };
+            auto raw = t.get(Db::runs, run_key(run));
+            if (!raw || !t.get(Db::ready, run_key(run))) {
+                unclaim();  // advanced meanwhile by another thread
+                continue;
             }
-            if (!instance) instance = std::make_unique<RunInstance>(*this, *def, run, record);
-            std::vector<JournalEntry> entries;
-            Cursor j(t, Db::journal);
-            for (bool more = j.seek(journal_key(run, instance->journal_size()));
-                 more && get_be64(j.key()) == run; more = j.next()) {
-                const std::uint32_t seq = get_be32(j.key(), 8);
-                if (seq >= record.journal_len) break;
-                entries.push_back(decode_journal_entry(j.value(), run, seq));
+            try {
+                RunRecord record = decode_run_record(*raw, run);
+                const WorkflowDef* def = find_definition(record.workflow);
+                if (!def) {
+                    unclaim();  // another host may define it
+                    continue;
+                }
+                if (instance && (instance->incarnation() != record.incarnation ||
+                                 instance->journal_size() > record.journal_len))
+                    dropped.push_back(std::move(instance));
+                std::vector<JournalEntry> entries;
+                Cursor j(t, Db::journal);
+                for (bool more = j.seek(journal_key(run, instance ? instance->journal_size() : 0));
+                     more && get_be64(j.key()) == run; more = j.next()) {
+                    const std::uint32_t seq = get_be32(j.key(), 8);
+                    if (seq >= record.journal_len) break;
+                    entries.push_back(decode_journal_entry(j.value(), run, seq));
+                }
+                if (!instance) instance = std::make_unique<RunInstance>(*this, *def, run, record);
+                instance->append_committed(std::move(entries));
+                claimed.push_back(std::move(instance));
+            } catch (const FormatError&) {
+                unclaim();  // damaged: leave it for an operator
             }
-            instance->append_committed(std::move(entries));
-            claimed.push_back(std::move(instance));
         }
     }
     return claimed;

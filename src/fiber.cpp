@@ -184,6 +184,7 @@ Fiber::~Fiber() {
 }
 
 void Fiber::resume() {
+    started_ = true;
     State* st = state_.get();
     EhGlobals* globals = thread_eh_globals();
     const EhGlobals saved = *globals;

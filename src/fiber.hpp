@@ -49,7 +49,7 @@ class Fiber {
 public:
     /// Creates a fiber that will run `body` on a stack from `pool` at the first resume().
     Fiber(StackPool& pool, std::function<void()> body);
-    /// Precondition: finished() (see the invariants above).
+    /// Precondition: finished() or never resumed (see the invariants above).
     ~Fiber();
     Fiber(const Fiber&) = delete;
     Fiber& operator=(const Fiber&) = delete;
@@ -59,12 +59,14 @@ public:
     /// From inside the body: returns to the resume() that entered it.
     void yield();
     bool finished() const noexcept { return finished_; }
+    bool started() const noexcept { return started_; }
 
     struct State;  // Boost and sanitizer state, defined in fiber.cpp
 
 private:
     std::unique_ptr<State> state_;
     bool finished_ = false;
+    bool started_ = false;
 };
 
 }  // namespace abide::detail

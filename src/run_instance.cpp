@@ -66,7 +66,8 @@ void RunInstance::advance() {
 }
 
 void RunInstance::unwind() noexcept {
-    if (fiber_.finished()) return;
+    // A fiber that never ran holds no workflow state; Boost frees it unstarted.
+    if (fiber_.finished() || !fiber_.started()) return;
     unwinding_ = true;
     // The fiber is parked in submit(); it throws FiberUnwind from there. Code
     // that swallows it and calls ctx again gets it again.

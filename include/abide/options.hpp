@@ -35,7 +35,7 @@ enum class Durability {
 
 struct EngineOptions {
     /// Database file; created if missing, with a "<path>-lock" file beside it.
-    std::filesystem::path path;
+    std::filesystem::path path{};
     Durability durability = Durability::synced;
     /// Initial size of the memory map. The file only grows as data is written.
     std::size_t map_size = std::size_t{64} << 20;
@@ -55,10 +55,10 @@ struct EngineOptions {
     std::size_t max_runs_per_round = 1024;
     /// The time source for deadlines, ctx.now() and event stamps. Inject a
     /// fake clock in tests. Must be safe to call from any thread.
-    std::function<TimePoint()> clock;
+    std::function<TimePoint()> clock{};
     /// Called after each commit, once for each event it made, on the thread
     /// that committed (which may be another caller's). It may call the engine.
-    std::function<void(const Event&)> on_event;
+    std::function<void(const Event&)> on_event{};
 };
 
 /// Retry policy for one step. Attempt n+1 starts after
