@@ -489,9 +489,24 @@ SignalResult EngineCore::deliver(std::string_view run_id, WaitKind channel, std:
                                         to_string(record->status)));
             return;
         }
-        if (!signal_id.empty()) w.txn.put(Db::signal_ids, id_key, {});
         const bool waiting_for_it = record->status == RunStatus::waiting && record->park &&
                                     record->park->kind == channel && record->park->name == name;
+        if (waiting_for_it && record->park->deadline_us != 0 && record->park->deadline_us <= w.now_us) {
+            // The wait's deadline passed before any poll fired its timer: it
+            // timed out, whatever arrives now. Time it out here so the caller
+            // and the workflow agree.
+            JournalEntry wake;
+            wake.kind = EntryKind::wake;
+            wake.reason = WakeReason::timeout;
+            wake_parked(w, run, *record, std::move(wake));
+            put_run(w, run, *record);
+            result = refuse(SignalOutcome::too_late,
+                            fmt::format("run '{}' stopped waiting for {} '{}' at its deadline; the wait timed out "
+                                        "and this payload was not stored",
+                                        run_id, noun, name));
+            return;
+        }
+        if (!signal_id.empty()) w.txn.put(Db::signal_ids, id_key, {});
         if (waiting_for_it && validated) {
             JournalEntry wake;
             wake.kind = EntryKind::wake;

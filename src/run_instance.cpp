@@ -186,6 +186,15 @@ JournalEntry RunInstance::await_wake() {
     return e;
 }
 
+const JournalEntry& RunInstance::append(JournalEntry entry) {
+    Request r;
+    r.kind = Request::Kind::append;
+    r.entry = std::move(entry);
+    submit(std::move(r));
+    // The engine appended the committed entry before resuming us.
+    return journal_[cursor_++];
+}
+
 JournalEntry RunInstance::park(JournalEntry entry) {
     Request r;
     r.kind = Request::Kind::park;
@@ -243,13 +252,8 @@ json RunInstance::run_step(std::string_view name, const StepOptions& options,
         entry.finished_us = to_micros(core_.now());
         if (!failure) {
             entry.kind = EntryKind::step_ok;
-            Request r;
-            r.kind = Request::Kind::append;
-            r.entry = entry;
-            submit(std::move(r));
-            ++cursor_;
             // What replay will return: the stored text, parsed.
-            return json::parse(entry.value);
+            return json::parse(append(std::move(entry)).value);
         }
         entry.value.clear();
         entry.error_type = failure->type;
@@ -266,12 +270,8 @@ json RunInstance::run_step(std::string_view name, const StepOptions& options,
             continue;
         }
         entry.kind = EntryKind::step_error;
-        Request r;
-        r.kind = Request::Kind::append;
-        r.entry = entry;
-        submit(std::move(r));
-        ++cursor_;
-        throw StepError(std::string(name), entry.error_type, entry.error_message, attempt);
+        const JournalEntry& failed = append(std::move(entry));
+        throw StepError(std::string(name), failed.error_type, failed.error_message, attempt);
     }
 }
 
@@ -331,12 +331,7 @@ std::string RunInstance::recorded(EntryKind kind, const std::function<std::strin
     entry.kind = kind;
     entry.value = make();
     entry.started_us = entry.finished_us = to_micros(core_.now());
-    Request r;
-    r.kind = Request::Kind::append;
-    r.entry = entry;
-    submit(std::move(r));
-    ++cursor_;
-    return entry.value;
+    return append(std::move(entry)).value;
 }
 
 }  // namespace abide::detail

@@ -87,6 +87,9 @@ private:
     [[noreturn]] void fatal(std::string id, std::string message);
     /// Parks on the entry at cursor-1 until its wake entry is there; consumes it.
     JournalEntry await_wake();
+    /// Journals a new entry and returns it as committed (the reference lives
+    /// until the next journal append).
+    const JournalEntry& append(JournalEntry entry);
     /// Journals a new park entry and waits for its wake entry.
     JournalEntry park(JournalEntry entry);
     std::int64_t deadline_after(std::optional<Duration> d) const;

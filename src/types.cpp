@@ -52,8 +52,9 @@ std::string_view to_string(WaitKind k) {
 }
 
 std::string_view to_string(SignalOutcome o) {
-    static constexpr std::array<std::string_view, 8> names = {
-        "", "delivered", "buffered", "duplicate", "run_finished", "unknown_run", "invalid_payload", "undeclared"};
+    static constexpr std::array<std::string_view, 9> names = {"",           "delivered",       "buffered",
+                                                              "duplicate",  "run_finished",    "unknown_run",
+                                                              "invalid_payload", "undeclared", "too_late"};
     return name_of(o, names);
 }
 

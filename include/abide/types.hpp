@@ -84,6 +84,7 @@ enum class SignalOutcome : std::uint8_t {
     unknown_run = 5,    ///< refused: no run with this id
     invalid_payload = 6,///< refused: not JSON, too large, or not the declared type
     undeclared = 7,     ///< refused: the workflow declares no such signal
+    too_late = 8,       ///< refused: the wait for it passed its deadline; it timed out now
 };
 std::string_view to_string(SignalOutcome);
 
