@@ -53,6 +53,7 @@ std::vector<RunInfo> Engine::list_runs(const RunQuery& query) const { return cor
 std::vector<Event> Engine::events(std::uint64_t after, std::size_t limit) const { return core_->events(after, limit); }
 Trace Engine::trace(std::string_view run) const { return core_->trace(run); }
 json Engine::completed_output(std::string_view run) const { return core_->completed_output(run); }
+Stats Engine::stats() const { return core_->stats(); }
 const EngineOptions& Engine::options() const noexcept { return core_->options; }
 
 }  // namespace abide

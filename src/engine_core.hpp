@@ -63,6 +63,7 @@ public:
     Trace trace(std::string_view run);
     std::optional<TimePoint> next_deadline();
     json completed_output(std::string_view run);
+    Stats stats();
 
 private:
     struct Outcome {

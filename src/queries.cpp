@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include <filesystem>
+
 namespace abide::detail {
 
 std::optional<RunRecord> EngineCore::find_run(Txn& txn, std::string_view id, std::uint64_t* number) const {
@@ -96,6 +98,31 @@ std::optional<TimePoint> EngineCore::next_deadline() {
     Cursor c(t, Db::timers);
     if (!c.first()) return std::nullopt;
     return from_micros(static_cast<std::int64_t>(get_be64(c.key())));
+}
+
+Stats EngineCore::stats() {
+    Stats st;
+    Txn t = storage.read();
+    st.runs = t.count(Db::runs);
+    st.timers = t.count(Db::timers);
+    st.buffered_signals = t.count(Db::inbox);
+    Cursor c(t, Db::by_status);
+    for (bool ok = c.first(); ok; ok = c.next()) {
+        switch (static_cast<RunStatus>(c.key()[0])) {
+            case RunStatus::ready: ++st.ready; break;
+            case RunStatus::running: ++st.running; break;
+            case RunStatus::waiting: ++st.waiting; break;
+            case RunStatus::completed: ++st.completed; break;
+            case RunStatus::failed: ++st.failed; break;
+            case RunStatus::cancelled: ++st.cancelled; break;
+        }
+    }
+    Cursor e(t, Db::events);
+    if (e.last()) st.last_event_seq = get_be64(e.key());
+    std::error_code ec;
+    st.file_bytes = std::filesystem::file_size(storage.path(), ec);
+    st.map_bytes = storage.map_size();
+    return st;
 }
 
 Trace EngineCore::trace(std::string_view run_id) {

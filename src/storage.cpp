@@ -96,6 +96,13 @@ std::optional<std::string_view> Txn::get(Db db, std::string_view key) const {
     return from_val(v);
 }
 
+std::uint64_t Txn::count(Db db) const {
+    MDB_stat st;
+    int rc = mdb_stat(txn_, storage_.dbi(db), &st);
+    if (rc != 0) throw_storage_error(rc, "counting entries");
+    return st.ms_entries;
+}
+
 void Txn::put(Db db, std::string_view key, std::string_view value) {
     MDB_val k = to_val(key), v = to_val(value);
     int rc = mdb_put(txn_, storage_.dbi(db), &k, &v, 0);

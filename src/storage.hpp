@@ -51,6 +51,8 @@ public:
     ~Txn();
 
     std::optional<std::string_view> get(Db db, std::string_view key) const;
+    /// Number of entries in a table (O(1): LMDB keeps the count).
+    std::uint64_t count(Db db) const;
     void put(Db db, std::string_view key, std::string_view value);
     /// True if the key existed.
     bool del(Db db, std::string_view key);
@@ -110,6 +112,7 @@ public:
     /// object open. Throws MapFullError when already at the limit.
     void grow_map();
     std::size_t map_size() const noexcept { return map_size_; }
+    const std::string& path() const noexcept { return path_; }
 
 private:
     friend class Txn;

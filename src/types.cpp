@@ -82,6 +82,18 @@ json Event::to_json() const {
     return j;
 }
 
+json Stats::to_json() const {
+    return json{{"runs", runs},
+                {"by_status",
+                 {{"ready", ready}, {"running", running}, {"waiting", waiting}, {"completed", completed},
+                  {"failed", failed}, {"cancelled", cancelled}}},
+                {"timers", timers},
+                {"buffered_signals", buffered_signals},
+                {"last_event_seq", last_event_seq},
+                {"file_bytes", file_bytes},
+                {"map_bytes", map_bytes}};
+}
+
 json Trace::to_json() const {
     json j{{"run_id", run.id},
            {"workflow", run.workflow},

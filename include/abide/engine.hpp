@@ -178,6 +178,9 @@ public:
     /// The decision path of a run. Throws UsageError for an unknown run.
     Trace trace(std::string_view run) const;
 
+    /// Counts by status, pending timers, buffered signals, sizes.
+    Stats stats() const;
+
     const EngineOptions& options() const noexcept;
 
 private:

@@ -165,6 +165,18 @@ struct PollResult {
     std::optional<TimePoint> next_deadline;
 };
 
+/// Counts for operators (Engine::stats). Counting walks the status index.
+struct Stats {
+    std::uint64_t runs = 0;
+    std::uint64_t ready = 0, running = 0, waiting = 0, completed = 0, failed = 0, cancelled = 0;
+    std::uint64_t timers = 0;          ///< pending deadlines
+    std::uint64_t buffered_signals = 0;
+    std::uint64_t last_event_seq = 0;
+    std::uint64_t file_bytes = 0;      ///< size of the database file
+    std::uint64_t map_bytes = 0;       ///< current map size (grows when full)
+    json to_json() const;
+};
+
 /// The decision path of one run, read from its journal.
 struct TraceEntry {
     std::uint32_t seq = 0;

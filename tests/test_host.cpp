@@ -1,0 +1,898 @@
+// The host side: starting runs, handing in signals and resumes, queries, the
+// event log, traces, threads, and the storage file.
+#include "support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <lmdb.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace abide;
+using namespace std::chrono_literals;
+using test::Decision;
+
+namespace {
+
+/// The workflows most host tests drive: an approval that waits for a
+/// "decision" signal, and a review that suspends on "approve".
+struct Workflows {
+    std::atomic<int> loads{0}, acts{0};
+
+    void define(Engine& e) {
+        e.define("approval",
+                 [this](Context& ctx, const std::string& ticket) {
+                     auto amount = ctx.step("load", [this] {
+                         ++loads;
+                         return 4900;
+                     });
+                     auto d = ctx.wait_for_signal<Decision>("decision", 24h, {{"ticket", ticket}, {"amount", amount}});
+                     if (!d) return std::string("timed_out");
+                     ctx.step("act", [this] { ++acts; });
+                     return d->status + " by " + d->reviewer_id;
+                 })
+            .signal<Decision>("decision");
+        e.define("review",
+                 [this](Context& ctx) {
+                     auto data = ctx.suspend("approve", {{"doc", "D-1"}}, 24h);
+                     ctx.step("act", [this] { ++acts; });
+                     return data.at("status").get<std::string>();
+                 })
+            .resume<Decision>("approve");
+    }
+};
+
+RunStatus status_of(const Engine& engine, std::string_view run) {
+    auto info = engine.status(run);
+    REQUIRE(info);
+    return info->status;
+}
+
+/// What a refused call must leave untouched.
+struct Snapshot {
+    std::size_t events = 0;
+    std::optional<RunStatus> status;
+    std::uint32_t journal_entries = 0;
+    bool waiting = false;
+    bool operator==(const Snapshot&) const = default;
+};
+
+Snapshot snapshot(const Engine& engine, std::string_view run) {
+    Snapshot s;
+    s.events = engine.events(0, std::size_t{1} << 20).size();
+    if (auto info = engine.status(run)) {
+        s.status = info->status;
+        s.journal_entries = info->journal_entries;
+        s.waiting = info->waiting.has_value();
+    }
+    return s;
+}
+
+std::string read_bytes(const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+}  // namespace
+
+// ---- start ----------------------------------------------------------------------
+
+TEST_CASE("start is durable and makes the run ready for the next poll", "[start][reopen]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Workflows wf;
+    std::string run;
+    {
+        Engine engine(test::test_options(dir, clock));
+        wf.define(engine);
+        auto h = engine.start("approval", std::string("T-1"));
+        CHECK(h.created);
+        CHECK_FALSE(h.id.empty());
+        run = h.id;
+        auto info = engine.status(run);
+        REQUIRE(info);
+        CHECK(info->status == RunStatus::ready);
+        CHECK(info->workflow == "approval");
+        CHECK(info->input == "T-1");
+        CHECK(wf.loads == 0);  // nothing runs until poll
+        auto ev = engine.events(0);
+        REQUIRE(ev.size() == 1);
+        CHECK(ev[0].type == EventType::started);
+        CHECK(ev[0].run_id == run);
+        CHECK(ev[0].data == "T-1");
+    }
+    Engine engine(test::test_options(dir, clock));
+    wf.define(engine);
+    CHECK(status_of(engine, run) == RunStatus::ready);
+    CHECK(engine.list_runs({.status = RunStatus::ready}).size() == 1);
+    auto p = engine.poll();
+    CHECK(p.runs_advanced == 1);
+    CHECK(p.waiting == 1);
+    CHECK(status_of(engine, run) == RunStatus::waiting);
+    CHECK(wf.loads == 1);
+}
+
+TEST_CASE("starting a chosen run id again returns the existing run and writes nothing", "[start][idempotency]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    Workflows wf;
+    wf.define(engine);
+    auto first = engine.start("approval", std::string("T-1"), StartOptions{.run_id = "x"});
+    CHECK(first.created);
+    CHECK(first.id == "x");
+    engine.poll();
+    const Snapshot before = snapshot(engine, "x");
+
+    auto second = engine.start("approval", std::string("T-2"), StartOptions{.run_id = "x"});
+    CHECK_FALSE(second.created);
+    CHECK(second.id == "x");
+    CHECK(snapshot(engine, "x") == before);
+    CHECK(engine.list_runs().size() == 1);
+    CHECK(engine.status("x")->input == "T-1");
+    CHECK(wf.loads == 1);
+
+    const auto events_before = engine.events(0).size();
+    CHECK_THROWS_AS(engine.start_json("review", json(), StartOptions{.run_id = "x"}), UsageError);
+    CHECK(engine.events(0).size() == events_before);
+    CHECK(engine.list_runs().size() == 1);
+}
+
+TEST_CASE("starting an unknown workflow throws UsageError", "[start][usage]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    Workflows wf;
+    wf.define(engine);
+    CHECK_THROWS_AS(engine.start("no_such_workflow", std::string("T-1")), UsageError);
+    CHECK_THROWS_AS(engine.start("no_such_workflow"), UsageError);
+    CHECK(engine.events(0).empty());
+    CHECK(engine.list_runs().empty());
+}
+
+TEST_CASE("a start whose input does not fit the workflow throws PayloadError and writes nothing",
+          "[start][payload]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    Workflows wf;
+    wf.define(engine);
+    CHECK_THROWS_AS(engine.start("approval", 42), PayloadError);
+    CHECK_THROWS_AS(engine.start_json("approval", json{{"ticket", "T-1"}}), PayloadError);
+    CHECK_THROWS_AS(engine.start("approval", std::string("T-1"), StartOptions{.run_id = std::string(600, 'r')}),
+                    UsageError);
+    CHECK(engine.events(0).empty());
+    CHECK(engine.list_runs().empty());
+    CHECK(engine.poll().runs_advanced == 0);
+}
+
+// ---- signals ---------------------------------------------------------------------
+
+TEST_CASE("a signal to a waiting run is delivered and the run continues", "[signal]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    Workflows wf;
+    wf.define(engine);
+    auto run = engine.start("approval", std::string("T-1"));
+    engine.poll();
+    REQUIRE(status_of(engine, run) == RunStatus::waiting);
+    CHECK(engine.next_deadline() == clock() + 24h);
+    auto r = engine.signal(run, "decision",
+                           R"({"status":"approved","reviewer_id":"u_7","reason":"ok","approved_amount":4900})");
+    CHECK(r.outcome == SignalOutcome::delivered);
+    CHECK(r.accepted());
+    CHECK_FALSE(r.message.empty());
+    CHECK(status_of(engine, run) == RunStatus::ready);
+    CHECK_FALSE(engine.next_deadline());  // the wait's timeout is gone with the wait
+    CHECK(test::count_events(engine, run.id, EventType::signal_delivered) == 1);
+    engine.poll();
+    REQUIRE(status_of(engine, run) == RunStatus::completed);
+    CHECK(engine.result<std::string>(run) == "approved by u_7");
+    CHECK(wf.acts == 1);
+}
+
+TEST_CASE("a signal sent before the run waits is buffered and consumed by the wait", "[signal][buffer]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    Workflows wf;
+    wf.define(engine);
+    auto run = engine.start("approval", std::string("T-1"));
+    REQUIRE(status_of(engine, run) == RunStatus::ready);
+    auto r = engine.signal(run, "decision", test::approved());
+    CHECK(r.outcome == SignalOutcome::buffered);
+    CHECK(r.accepted());
+    CHECK(test::count_events(engine, run.id, EventType::signal_buffered) == 1);
+    auto p = engine.poll();
+    CHECK(p.completed == 1);
+    REQUIRE(status_of(engine, run) == RunStatus::completed);
+    CHECK(engine.result<std::string>(run) == "approved by u_123");
+    CHECK(wf.acts == 1);
+    CHECK(test::count_events(engine, run.id, EventType::signal_dropped) == 0);
+}
+
+TEST_CASE("a signal id that was accepted before is reported duplicate and stored once", "[signal][duplicate]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    Workflows wf;
+    wf.define(engine);
+    auto run = engine.start("approval", std::string("T-1"));
+    const bool waiting_first = GENERATE(true, false);
+    CAPTURE(waiting_first);
+    if (waiting_first) engine.poll();
+
+    auto first = engine.signal(run, "decision", test::approved(), "sig-1");
+    CHECK(first.outcome == (waiting_first ? SignalOutcome::delivered : SignalOutcome::buffered));
+    const Snapshot before = snapshot(engine, run);
+    Decision other = test::approved();
+    other.status = "rejected";
+    auto again = engine.signal(run, "decision", other, "sig-1");
+    CHECK(again.outcome == SignalOutcome::duplicate);
+    CHECK_FALSE(again.accepted());
+    CHECK(snapshot(engine, run) == before);
+
+    engine.poll();
+    REQUIRE(status_of(engine, run) == RunStatus::completed);
+    CHECK(engine.result<std::string>(run) == "approved by u_123");
+    CHECK(wf.acts == 1);
+    // One signal: buffered once if it came early, delivered once (to the wait
+    // it was handed to, or to the wait that consumed it).
+    CHECK(test::count_events(engine, run.id, EventType::signal_buffered) == (waiting_first ? 0u : 1u));
+    CHECK(test::count_events(engine, run.id, EventType::signal_delivered) == 1);
+    CHECK(test::count_events(engine, run.id, EventType::signal_dropped) == 0);
+
+    // After the run finished, the same id is still a duplicate; a new one is too late.
+    const Snapshot finished = snapshot(engine, run);
+    CHECK(engine.signal(run, "decision", test::approved(), "sig-1").outcome == SignalOutcome::duplicate);
+    CHECK(engine.signal(run, "decision", test::approved(), "sig-2").outcome == SignalOutcome::run_finished);
+    CHECK(snapshot(engine, run) == finished);
+}
+
+TEST_CASE("refused signals say why and write nothing", "[signal][refusal]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    Workflows wf;
+    wf.define(engine);
+    auto run = engine.start("approval", std::string("T-1"));
+    engine.poll();
+    REQUIRE(status_of(engine, run) == RunStatus::waiting);
+    const Snapshot before = snapshot(engine, run);
+
+    SECTION("unknown run") {
+        auto r = engine.signal("no-such-run", "decision", test::approved());
+        CHECK(r.outcome == SignalOutcome::unknown_run);
+        CHECK_THAT(r.message, Catch::Contains("no-such-run"));
+    }
+    SECTION("payload that is not JSON") {
+        auto r = engine.signal(run, "decision", "{status: approved");
+        CHECK(r.outcome == SignalOutcome::invalid_payload);
+        CHECK_THAT(r.message, Catch::Contains("JSON"));
+    }
+    SECTION("JSON of the wrong shape") {
+        auto r = engine.signal(run, "decision", R"({"status": 5, "reviewer_id": "u_1"})");
+        CHECK(r.outcome == SignalOutcome::invalid_payload);
+        CHECK_THAT(r.message, Catch::Contains("signal 'decision'"));
+        CHECK_THAT(r.message, Catch::Contains("Decision"));
+        CHECK_THAT(r.message, Catch::Contains("[json.exception."));
+    }
+    SECTION("undeclared signal name") {
+        auto r = engine.signal(run, "escalation", test::approved());
+        CHECK(r.outcome == SignalOutcome::undeclared);
+        CHECK_THAT(r.message, Catch::Contains("escalation"));
+        CHECK_THAT(r.message, Catch::Contains("decision"));  // what it does declare
+    }
+    CHECK(snapshot(engine, run) == before);
+    CHECK(status_of(engine, run) == RunStatus::waiting);
+
+    // The run still takes a good signal afterwards.
+    CHECK(engine.signal(run, "decision", test::approved()).outcome == SignalOutcome::delivered);
+    engine.poll();
+    REQUIRE(status_of(engine, run) == RunStatus::completed);
+
+    const Snapshot finished = snapshot(engine, run);
+    auto r = engine.signal(run, "decision", test::approved());
+    CHECK(r.outcome == SignalOutcome::run_finished);
+    CHECK_FALSE(r.accepted());
+    CHECK(snapshot(engine, run) == finished);
+}
+
+TEST_CASE("a signal payload or input over max_payload_bytes is refused and writes nothing", "[signal][refusal][limits]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    auto options = test::test_options(dir, clock);
+    options.max_payload_bytes = 512;
+    Engine engine(options);
+    Workflows wf;
+    wf.define(engine);
+    auto run = engine.start("approval", std::string("T-1"));
+    engine.poll();
+    const Snapshot before = snapshot(engine, run);
+    Decision big = test::approved();
+    big.reason = std::string(1000, 'x');
+    CHECK(engine.signal(run, "decision", big).outcome == SignalOutcome::invalid_payload);
+    CHECK(engine.signal(run, "decision", json(big).dump()).outcome == SignalOutcome::invalid_payload);
+    CHECK(snapshot(engine, run) == before);
+    CHECK_THROWS_AS(engine.start("approval", std::string(1000, 'T')), PayloadError);
+    CHECK(snapshot(engine, run) == before);
+    CHECK(engine.list_runs().size() == 1);
+    CHECK(engine.signal(run, "decision", test::approved()).outcome == SignalOutcome::delivered);
+}
+
+TEST_CASE("a signal can carry a C++ value, encoded by its codec", "[signal][codec]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    Workflows wf;
+    wf.define(engine);
+    auto run = engine.start("approval", std::string("T-1"));
+    engine.poll();
+    auto r = engine.signal(run, "decision", Decision{"approved", "u_42", "fine", 100});
+    CHECK(r.outcome == SignalOutcome::delivered);
+    engine.poll();
+    CHECK(engine.result<std::string>(run) == "approved by u_42");
+}
+
+TEST_CASE("resume continues a suspended run, with the outcomes of signal", "[resume][suspend]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    Workflows wf;
+    wf.define(engine);
+    auto run = engine.start("review");
+    engine.poll();
+    auto info = engine.status(run);
+    REQUIRE(info);
+    REQUIRE(info->waiting);
+    CHECK(info->waiting->kind == WaitKind::suspend);
+    CHECK(info->waiting->name == "approve");
+    CHECK(info->waiting->data == json{{"doc", "D-1"}});
+    CHECK(info->waiting->deadline == clock() + 24h);
+    auto ev = engine.events(0);
+    auto suspended = std::find_if(ev.begin(), ev.end(), [](const Event& e) { return e.type == EventType::suspended; });
+    REQUIRE(suspended != ev.end());
+    CHECK(suspended->topic == "approve/" + run.id);
+    CHECK(suspended->data == json{{"doc", "D-1"}});
+    CHECK(suspended->deadline == clock() + 24h);
+
+    const Snapshot before = snapshot(engine, run);
+    CHECK(engine.resume(run, "approve", "not json").outcome == SignalOutcome::invalid_payload);
+    CHECK(engine.resume(run, "approve", R"({"status":"approved"})").outcome == SignalOutcome::invalid_payload);
+    CHECK(engine.resume("no-such-run", "approve", test::approved()).outcome == SignalOutcome::unknown_run);
+    CHECK(snapshot(engine, run) == before);
+
+    auto r = engine.resume(run, "approve", test::approved(), "resume-1");
+    CHECK(r.outcome == SignalOutcome::delivered);
+    CHECK(engine.resume(run, "approve", test::approved(), "resume-1").outcome == SignalOutcome::duplicate);
+    engine.poll();
+    REQUIRE(status_of(engine, run) == RunStatus::completed);
+    CHECK(engine.result<std::string>(run) == "approved");
+    CHECK(wf.acts == 1);
+    auto resumed = engine.events(0);
+    auto it = std::find_if(resumed.begin(), resumed.end(), [](const Event& e) { return e.type == EventType::resumed; });
+    REQUIRE(it != resumed.end());
+    CHECK(it->topic == "approve/" + run.id);
+    CHECK(it->data.at("reviewer_id") == "u_123");
+    CHECK(engine.resume(run, "approve", test::approved()).outcome == SignalOutcome::run_finished);
+
+    // Sent before the suspend, it is kept and consumed by it.
+    auto early = engine.start("review");
+    CHECK(engine.resume(early, "approve", R"({"status":"rejected","reviewer_id":"u_9","reason":"no",)"
+                                          R"("approved_amount":0})")
+              .outcome == SignalOutcome::buffered);
+    engine.poll();
+    REQUIRE(status_of(engine, early) == RunStatus::completed);
+    CHECK(engine.result<std::string>(early) == "rejected");
+}
+
+// ---- queries ---------------------------------------------------------------------
+
+TEST_CASE("status of an unknown run is nothing", "[query]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    CHECK_FALSE(engine.status("nope"));
+    CHECK_THROWS_AS(engine.trace("nope"), UsageError);
+    CHECK_THROWS_AS(engine.result<int>("nope"), UsageError);
+}
+
+TEST_CASE("list_runs filters by status, by workflow and by what runs wait for (an approval inbox)",
+          "[query][inbox]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    engine
+        .define("refund",
+                [](Context& ctx, const int& n) {
+                    auto d = ctx.wait_for_signal<Decision>("refund_decision", 72h,
+                                                           {{"ticket", "T-" + std::to_string(n)}, {"amount", n * 100}});
+                    return d ? d->status : std::string("timed_out");
+                })
+        .signal<Decision>("refund_decision");
+    engine
+        .define("other",
+                [](Context& ctx) {
+                    (void)ctx.wait_for_signal<Decision>("other_signal");
+                    return 0;
+                })
+        .signal<Decision>("other_signal");
+    engine.define("quick", [](Context&) { return 1; });
+
+    std::vector<std::string> inbox_ids;
+    std::vector<TimePoint> since;
+    for (int i = 0; i < 5; ++i) {
+        inbox_ids.push_back(engine.start("refund", i).id);
+        since.push_back(clock());
+        engine.poll();
+        clock.advance(1min);
+        if (i == 2) {
+            engine.start("other");
+            engine.start("quick");
+            engine.poll();
+        }
+    }
+    const std::string done = engine.list_runs({.workflow = "quick"}).at(0).id;
+
+    CHECK(engine.list_runs().size() == 7);
+    CHECK(engine.list_runs({.status = RunStatus::waiting}).size() == 6);
+    CHECK(engine.list_runs({.status = RunStatus::completed}).size() == 1);
+    CHECK(engine.list_runs({.status = RunStatus::completed}).at(0).id == done);
+    CHECK(engine.list_runs({.workflow = "refund"}).size() == 5);
+    CHECK(engine.list_runs({.status = RunStatus::waiting, .workflow = "other"}).size() == 1);
+    CHECK(engine.list_runs({.status = RunStatus::completed, .workflow = "refund"}).empty());
+
+    auto inbox = engine.list_runs({.waiting_for = "refund_decision"});
+    REQUIRE(inbox.size() == 5);
+    for (std::size_t i = 0; i < inbox.size(); ++i) {
+        CAPTURE(i);
+        const RunInfo& r = inbox[i];
+        CHECK(r.id == inbox_ids[i]);  // oldest first
+        CHECK(r.status == RunStatus::waiting);
+        REQUIRE(r.waiting);
+        CHECK(r.waiting->kind == WaitKind::signal);
+        CHECK(r.waiting->name == "refund_decision");
+        CHECK(r.waiting->data == json{{"ticket", "T-" + std::to_string(i)}, {"amount", static_cast<int>(i) * 100}});
+        CHECK(r.waiting->since == since[i]);
+        CHECK(r.waiting->deadline == since[i] + 72h);
+    }
+
+    // Pages of two, each continuing after the last id of the previous page.
+    std::vector<std::string> paged;
+    std::string after;
+    for (int page = 0; page < 4; ++page) {
+        auto got = engine.list_runs({.waiting_for = "refund_decision", .limit = 2, .after = after});
+        CHECK(got.size() == (page < 2 ? 2u : page == 2 ? 1u : 0u));
+        for (const auto& r : got) paged.push_back(r.id);
+        if (!got.empty()) after = got.back().id;
+    }
+    CHECK(paged == inbox_ids);
+
+    // Answering one takes it out of the inbox.
+    CHECK(engine.signal(inbox_ids[1], "refund_decision", test::approved()).outcome == SignalOutcome::delivered);
+    engine.poll();
+    auto left = engine.list_runs({.waiting_for = "refund_decision"});
+    REQUIRE(left.size() == 4);
+    CHECK(std::none_of(left.begin(), left.end(), [&](const RunInfo& r) { return r.id == inbox_ids[1]; }));
+}
+
+// ---- events ---------------------------------------------------------------------
+
+TEST_CASE("the event log is ordered and read from a cursor", "[events]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    Workflows wf;
+    wf.define(engine);
+    auto run = engine.start("approval", std::string("T-1"));
+    engine.poll();
+    CHECK(engine.signal(run, "decision", test::approved()).outcome == SignalOutcome::delivered);
+    engine.poll();
+
+    auto all = engine.events(0);
+    REQUIRE(all.size() >= 6);
+    for (std::size_t i = 0; i < all.size(); ++i) CHECK(all[i].seq == i + 1);
+    std::vector<EventType> types;
+    for (const Event& e : all) types.push_back(e.type);
+    CHECK(types == std::vector<EventType>{EventType::started, EventType::step_completed, EventType::waiting,
+                                          EventType::signal_delivered, EventType::step_completed,
+                                          EventType::completed});
+    CHECK(all[1].name == "load");
+    CHECK(all[1].data == 4900);
+    CHECK(all[2].name == "decision");
+    CHECK(all[2].data == json{{"ticket", "T-1"}, {"amount", 4900}});
+    CHECK(all[2].deadline == clock() + 24h);
+    CHECK(all[3].data.at("reviewer_id") == "u_123");
+    CHECK(all[5].data == "approved by u_123");
+    CHECK(all[0].to_json().at("event_type") == "started");
+
+    const std::uint64_t cursor = all.back().seq;
+    CHECK(engine.events(cursor).empty());
+    auto second = engine.start("approval", std::string("T-2"));
+    engine.poll();
+    auto newer = engine.events(cursor);
+    REQUIRE(newer.size() == 3);
+    CHECK(newer[0].seq == cursor + 1);
+    CHECK(newer[0].type == EventType::started);
+    CHECK(newer[0].run_id == second.id);
+    for (const Event& e : newer) CHECK(e.seq > cursor);
+    auto limited = engine.events(0, 2);
+    REQUIRE(limited.size() == 2);
+    CHECK(limited[1].seq == 2);
+}
+
+TEST_CASE("on_event sees every event after its commit and may call the engine", "[events][callback]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    auto options = test::test_options(dir, clock);
+    Engine* self = nullptr;
+    std::vector<Event> seen;
+    std::vector<bool> visible_when_called;
+    std::string waiter;
+    std::vector<SignalOutcome> chained;
+    options.on_event = [&](const Event& e) {
+        seen.push_back(e);
+        if (!self) return;
+        auto stored = self->events(e.seq - 1, 1);
+        visible_when_called.push_back(stored.size() == 1 && stored[0].seq == e.seq && stored[0].type == e.type);
+        if (e.type == EventType::completed && e.workflow == "first")
+            chained.push_back(self->signal(waiter, "decision", test::approved()).outcome);
+    };
+    Engine engine(options);
+    self = &engine;
+    Workflows wf;
+    wf.define(engine);
+    engine.define("first", [](Context& ctx) { return ctx.step("compute", [] { return 7; }); });
+
+    waiter = engine.start("approval", std::string("T-1")).id;
+    engine.poll();
+    REQUIRE(status_of(engine, waiter) == RunStatus::waiting);
+    engine.start("first");
+    engine.poll();
+    if (status_of(engine, waiter) != RunStatus::completed) engine.poll();
+    CHECK(status_of(engine, waiter) == RunStatus::completed);
+    CHECK(chained == std::vector<SignalOutcome>{SignalOutcome::delivered});
+
+    auto stored = engine.events(0);
+    REQUIRE(seen.size() == stored.size());
+    for (std::size_t i = 0; i < seen.size(); ++i) {
+        CAPTURE(i);
+        CHECK(seen[i].seq == stored[i].seq);
+        CHECK(seen[i].type == stored[i].type);
+        CHECK(seen[i].run_id == stored[i].run_id);
+    }
+    CHECK(std::all_of(visible_when_called.begin(), visible_when_called.end(), [](bool b) { return b; }));
+    CHECK(visible_when_called.size() == seen.size());
+}
+
+// ---- trace -----------------------------------------------------------------------
+
+TEST_CASE("a trace shows steps with results, the wait with its metadata, the signal and the outcome", "[trace]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    Workflows wf;
+    wf.define(engine);
+    auto run = engine.start("approval", std::string("T-9"));
+    engine.poll();
+    clock.advance(2h);
+    CHECK(engine.signal(run, "decision", Decision{"approved", "u_123", "receipt checked", 4900}, "sig-7").outcome ==
+          SignalOutcome::delivered);
+    engine.poll();
+
+    auto trace = engine.trace(run);
+    CHECK(trace.run.status == RunStatus::completed);
+    json j = trace.to_json();
+    CAPTURE(j.dump(2));
+    CHECK(j.at("run_id") == run.id);
+    CHECK(j.at("workflow") == "approval");
+    CHECK(j.at("status") == "completed");
+    CHECK(j.at("input") == "T-9");
+    CHECK(j.at("output") == "approved by u_123");
+    const json& entries = j.at("entries");
+    auto find = [&](const std::string& kind, const std::string& name) -> const json* {
+        for (const json& e : entries)
+            if (e.at("kind") == kind && e.value("name", "") == name) return &e;
+        return nullptr;
+    };
+    const json* load = find("step", "load");
+    REQUIRE(load);
+    CHECK(load->at("value") == 4900);
+    const json* wait = find("wait", "decision");
+    REQUIRE(wait);
+    CHECK(wait->at("value") == json{{"ticket", "T-9"}, {"amount", 4900}});
+    CHECK(wait->contains("deadline"));
+    const json* wake = find("wake", "decision");
+    REQUIRE(wake);
+    CHECK(wake->at("value").at("reviewer_id") == "u_123");
+    CHECK(wake->at("value").at("reason") == "receipt checked");
+    CHECK_THAT(wake->at("detail").get<std::string>(), Catch::Contains("sig-7"));
+    CHECK(find("step", "act"));
+
+    const std::string text = trace.render();
+    CAPTURE(text);
+    for (const char* needle : {"approval", "completed", "load", "4900", "decision", "T-9", "u_123", "receipt checked",
+                               "sig-7", "act", "approved by u_123"})
+        CHECK_THAT(text, Catch::Contains(needle));
+}
+
+// ---- threads ----------------------------------------------------------------------
+
+TEST_CASE("signals from four threads while another thread polls complete every run exactly once", "[threads]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    constexpr std::size_t runs = 200;
+    std::vector<std::atomic<int>> before(runs), after(runs);
+    engine
+        .define("job",
+                [&](Context& ctx, const std::size_t& i) {
+                    ctx.step("before", [&] { ++before[i]; });
+                    auto d = ctx.wait_for_signal<Decision>("decision");
+                    ctx.step("after", [&] { ++after[i]; });
+                    return d.approved_amount;
+                })
+        .signal<Decision>("decision");
+    auto id = [](std::size_t i) { return "job-" + std::to_string(i); };
+    for (std::size_t i = 0; i < runs; ++i) engine.start("job", i, StartOptions{.run_id = id(i)});
+    engine.poll();
+    REQUIRE(engine.list_runs({.status = RunStatus::waiting, .limit = 1000}).size() == runs);
+
+    std::atomic<bool> senders_done{false};
+    std::atomic<std::size_t> delivered{0};
+    std::thread poller([&] {
+        const auto give_up = std::chrono::steady_clock::now() + 120s;
+        while (std::chrono::steady_clock::now() < give_up) {
+            engine.poll();
+            if (senders_done && engine.list_runs({.status = RunStatus::completed, .limit = 1000}).size() == runs) break;
+        }
+    });
+    std::vector<std::thread> senders;
+    for (std::size_t t = 0; t < 4; ++t)
+        senders.emplace_back([&, t] {
+            for (std::size_t i = t; i < runs; i += 4) {
+                Decision d = test::approved(static_cast<std::int64_t>(i));
+                if (engine.signal(id(i), "decision", d).outcome == SignalOutcome::delivered) ++delivered;
+            }
+        });
+    for (auto& s : senders) s.join();
+    senders_done = true;
+    poller.join();
+
+    CHECK(delivered == runs);
+    auto completed = engine.list_runs({.status = RunStatus::completed, .limit = 1000});
+    REQUIRE(completed.size() == runs);
+    std::map<std::string, std::size_t> completions;
+    for (const Event& e : engine.events(0, 100000))
+        if (e.type == EventType::completed) ++completions[e.run_id];
+    for (std::size_t i = 0; i < runs; ++i) {
+        CAPTURE(i);
+        CHECK(before[i] == 1);
+        CHECK(after[i] == 1);
+        CHECK(completions[id(i)] == 1);
+        CHECK(engine.result<std::int64_t>(id(i)) == static_cast<std::int64_t>(i));
+    }
+}
+
+TEST_CASE("two threads polling at once never execute the same run concurrently", "[threads]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    auto options = test::test_options(dir, clock);
+    options.max_runs_per_round = 3;  // so that both pollers find work
+    Engine engine(options);
+    constexpr std::size_t runs = 40;
+    std::vector<std::atomic<int>> in_flight(runs), bodies(runs);
+    std::atomic<int> overlaps{0};
+    engine
+        .define("busy",
+                [&](Context& ctx, const std::size_t& i) {
+                    auto body = [&] {
+                        if (in_flight[i].fetch_add(1) != 0) ++overlaps;
+                        std::this_thread::sleep_for(200us);
+                        in_flight[i].fetch_sub(1);
+                        ++bodies[i];
+                    };
+                    for (int k = 0; k < 3; ++k) ctx.step("a" + std::to_string(k), body);
+                    (void)ctx.wait_for_signal<Decision>("decision");
+                    for (int k = 0; k < 3; ++k) ctx.step("b" + std::to_string(k), body);
+                    return i;
+                })
+        .signal<Decision>("decision");
+    auto id = [](std::size_t i) { return "busy-" + std::to_string(i); };
+
+    std::atomic<bool> stop{false};
+    auto poll_loop = [&] {
+        while (!stop) engine.poll();
+    };
+    std::thread p1(poll_loop), p2(poll_loop);
+    for (std::size_t i = 0; i < runs; ++i) engine.start("busy", i, StartOptions{.run_id = id(i)});
+    std::vector<bool> signalled(runs, false);
+    const auto give_up = std::chrono::steady_clock::now() + 120s;
+    std::size_t completed = 0;
+    while (completed < runs && std::chrono::steady_clock::now() < give_up) {
+        for (std::size_t i = 0; i < runs; ++i) {
+            if (signalled[i]) continue;
+            auto info = engine.status(id(i));
+            if (info && info->status == RunStatus::waiting) {
+                CHECK(engine.signal(id(i), "decision", test::approved()).outcome == SignalOutcome::delivered);
+                signalled[i] = true;
+            }
+        }
+        completed = engine.list_runs({.status = RunStatus::completed, .limit = 1000}).size();
+        std::this_thread::sleep_for(1ms);
+    }
+    stop = true;
+    p1.join();
+    p2.join();
+
+    CHECK(completed == runs);
+    CHECK(overlaps == 0);
+    for (std::size_t i = 0; i < runs; ++i) {
+        CAPTURE(i);
+        CHECK(bodies[i] == 6);
+    }
+}
+
+// ---- storage -----------------------------------------------------------------------
+
+TEST_CASE("a file that is not a database is refused and left unchanged", "[storage][format]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    const std::size_t lines = GENERATE(std::size_t{1}, std::size_t{500});
+    CAPTURE(lines);
+    std::string text;
+    for (std::size_t i = 0; i < lines; ++i) text += "quarterly figures, line " + std::to_string(i) + "\n";
+    {
+        std::ofstream out(dir.db(), std::ios::binary);
+        out << text;
+    }
+    try {
+        Engine engine(test::test_options(dir, clock));
+        FAIL("a foreign file was opened");
+    } catch (const FormatError& e) {
+        CHECK(e.id() == "abide.storage.foreign_file");
+    }
+    CHECK(read_bytes(dir.db()) == text);
+}
+
+TEST_CASE("an LMDB database that is not abide's is refused and left unchanged", "[storage][format][lmdb]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    const std::string path = dir.db().string();
+    {
+        MDB_env* env = nullptr;
+        REQUIRE(mdb_env_create(&env) == 0);
+        REQUIRE(mdb_env_set_mapsize(env, std::size_t{1} << 20) == 0);
+        REQUIRE(mdb_env_open(env, path.c_str(), MDB_NOSUBDIR, 0644) == 0);
+        MDB_txn* txn = nullptr;
+        REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
+        MDB_dbi dbi = 0;
+        REQUIRE(mdb_dbi_open(txn, nullptr, 0, &dbi) == 0);
+        std::string key = "customer:17", value = "someone else's data";
+        MDB_val k{key.size(), key.data()}, v{value.size(), value.data()};
+        REQUIRE(mdb_put(txn, dbi, &k, &v, 0) == 0);
+        REQUIRE(mdb_txn_commit(txn) == 0);
+        mdb_env_close(env);
+    }
+    const std::string bytes = read_bytes(dir.db());
+    REQUIRE_FALSE(bytes.empty());
+    try {
+        Engine engine(test::test_options(dir, clock));
+        FAIL("a foreign LMDB database was opened");
+    } catch (const FormatError& e) {
+        CHECK(e.id() == "abide.storage.foreign_file");
+    }
+    CHECK(read_bytes(dir.db()) == bytes);
+}
+
+namespace {
+
+void define_store(Engine& engine) {
+    engine.define("store", [](Context& ctx, const std::string& blob) {
+        return ctx.step("measure", [&] { return blob.size(); });
+    });
+}
+
+std::string blob(std::size_t i, std::size_t size = 16 * 1024) {
+    std::string b(size, static_cast<char>('a' + i % 26));
+    b.replace(0, std::to_string(i).size(), std::to_string(i));
+    return b;
+}
+
+}  // namespace
+
+TEST_CASE("a tiny initial map grows as big payloads are written and nothing is lost", "[storage][map]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    auto options = test::test_options(dir, clock);
+    options.map_size = std::size_t{64} << 10;
+    constexpr std::size_t runs = 40;
+    std::vector<std::string> ids;
+    {
+        Engine engine(options);
+        define_store(engine);
+        for (std::size_t i = 0; i < runs; ++i) ids.push_back(engine.start("store", blob(i)).id);
+        engine.poll();
+        for (std::size_t i = 0; i < runs; ++i) {
+            CAPTURE(i);
+            REQUIRE(status_of(engine, ids[i]) == RunStatus::completed);
+            CHECK(engine.result<std::size_t>(ids[i]) == 16 * 1024);
+        }
+    }
+    CHECK(std::filesystem::file_size(dir.db()) > (std::size_t{64} << 10));
+    Engine engine(options);
+    define_store(engine);
+    CHECK(engine.list_runs().size() == runs);
+    for (std::size_t i = 0; i < runs; ++i) {
+        CAPTURE(i);
+        auto info = engine.status(ids[i]);
+        REQUIRE(info);
+        CHECK(info->input == blob(i));
+        CHECK(info->status == RunStatus::completed);
+    }
+}
+
+TEST_CASE("reaching max_map_size raises MapFullError and the earlier runs are intact", "[storage][map]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    auto options = test::test_options(dir, clock);
+    options.map_size = std::size_t{64} << 10;
+    options.max_map_size = std::size_t{256} << 10;
+    std::vector<std::string> ids;
+    {
+        Engine engine(options);
+        define_store(engine);
+        bool full = false;
+        for (std::size_t i = 0; i < 200 && !full; ++i) {
+            try {
+                ids.push_back(engine.start("store", blob(i)).id);
+            } catch (const MapFullError& e) {
+                CHECK(e.id() == "abide.storage.map_full");
+                full = true;
+            }
+        }
+        REQUIRE(full);
+        REQUIRE_FALSE(ids.empty());
+        CHECK(engine.list_runs({.limit = 1000}).size() == ids.size());
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+            CAPTURE(i);
+            auto info = engine.status(ids[i]);
+            REQUIRE(info);
+            CHECK(info->input == blob(i));
+        }
+    }
+    // Reopened with room to grow, every earlier run is there and runs.
+    options.max_map_size = std::size_t{64} << 20;
+    Engine engine(options);
+    define_store(engine);
+    CHECK(engine.list_runs({.limit = 1000}).size() == ids.size());
+    engine.poll();
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        CAPTURE(i);
+        CHECK(status_of(engine, ids[i]) == RunStatus::completed);
+        CHECK(engine.status(ids[i])->input == blob(i));
+    }
+}
+
+TEST_CASE("a database path that is a directory is a usage error", "[storage][usage]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    auto options = test::test_options(dir, clock);
+    options.path = dir.path();
+    try {
+        Engine engine(options);
+        FAIL("a directory was opened as a database");
+    } catch (const UsageError& e) {
+        CHECK(e.id() == "abide.options.path");
+    }
+}

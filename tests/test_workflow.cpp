@@ -1,0 +1,895 @@
+// The workflow side: what code inside a workflow observes from ctx calls, on
+// first execution, on replay and across engine reopen.
+#include "support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <memory>
+#include <regex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+using namespace abide;
+using namespace std::chrono_literals;
+using test::Decision;
+
+namespace {
+
+/// A database and a clock that outlive the engines opened on them, so a test
+/// can destroy the engine and reopen the same file.
+struct Reopenable {
+    test::TempDir dir;
+    test::ManualClock clock;
+    std::unique_ptr<Engine> engine;
+
+    Engine& open(std::size_t cache_size = 1024) {
+        engine.reset();
+        engine = std::make_unique<Engine>(test::test_options(dir, clock, cache_size));
+        return *engine;
+    }
+    void close() { engine.reset(); }
+};
+
+RunStatus status_of(const Engine& engine, std::string_view run) {
+    auto info = engine.status(run);
+    REQUIRE(info);
+    return info->status;
+}
+
+}  // namespace
+
+// ---- memoised steps -------------------------------------------------------------
+
+TEST_CASE("a completed step is not re-run after the engine is destroyed and reopened", "[step][replay][reopen]") {
+    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
+    CAPTURE(cache_size);
+    Reopenable db;
+    int loads = 0, finals = 0;
+    auto define = [&](Engine& e) {
+        e.define("greet",
+                 [&](Context& ctx, const std::string& who) {
+                     auto greeting = ctx.step("load", [&] {
+                         ++loads;
+                         return "hello " + who;
+                     });
+                     auto d = ctx.wait_for_signal<Decision>("decision");
+                     ctx.step("finish", [&] { ++finals; });
+                     return greeting + ": " + d.status;
+                 })
+            .signal<Decision>("decision");
+    };
+
+    std::string run;
+    {
+        Engine& e = db.open(cache_size);
+        define(e);
+        run = e.start("greet", std::string("ann")).id;
+        e.poll();
+        REQUIRE(status_of(e, run) == RunStatus::waiting);
+        CHECK(loads == 1);
+        CHECK(finals == 0);
+        db.close();
+    }
+    Engine& e = db.open(cache_size);
+    define(e);
+    CHECK(e.signal(run, "decision", test::approved()).outcome == SignalOutcome::delivered);
+    auto p = e.poll();
+    CHECK(p.completed == 1);
+    REQUIRE(status_of(e, run) == RunStatus::completed);
+    CHECK(e.result<std::string>(run) == "hello ann: approved");
+    CHECK(loads == 1);
+    CHECK(finals == 1);
+}
+
+TEST_CASE("with cache_size 0 every resume replays, and replay does not re-run steps", "[step][replay][cache]") {
+    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
+    CAPTURE(cache_size);
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock, cache_size));
+    int entries = 0, loads = 0;
+    std::vector<bool> replaying_at_entry;
+    engine
+        .define("two_waits",
+                [&](Context& ctx) {
+                    ++entries;
+                    replaying_at_entry.push_back(ctx.replaying());
+                    int n = ctx.step("load", [&] { return ++loads; });
+                    (void)ctx.wait_for_signal<Decision>("decision");
+                    (void)ctx.wait_for_signal<Decision>("decision");
+                    return n;
+                })
+        .signal<Decision>("decision");
+    auto run = engine.start("two_waits");
+    engine.poll();
+    for (int i = 0; i < 2; ++i) {
+        REQUIRE(status_of(engine, run) == RunStatus::waiting);
+        CHECK(engine.signal(run, "decision", test::approved()).outcome == SignalOutcome::delivered);
+        engine.poll();
+    }
+    REQUIRE(status_of(engine, run) == RunStatus::completed);
+    CHECK(engine.result<int>(run) == 1);
+    CHECK(loads == 1);
+    if (cache_size == 0) {
+        CHECK(entries == 3);
+        CHECK(replaying_at_entry == std::vector<bool>{false, true, true});
+    } else {
+        CHECK(entries == 1);
+    }
+}
+
+TEST_CASE("a step may return nothing", "[step]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    int calls = 0;
+    engine.define("void_step", [&](Context& ctx) {
+        ctx.step("touch", [&] { ++calls; });
+        ctx.step("touch_again", [&](StepContext&) { ++calls; });
+        return calls;
+    });
+    auto run = engine.start("void_step");
+    auto p = engine.poll();
+    CHECK(p.completed == 1);
+    REQUIRE(status_of(engine, run) == RunStatus::completed);
+    CHECK(calls == 2);
+    CHECK(engine.result<int>(run) == 2);
+    CHECK(test::count_events(engine, run.id, EventType::step_completed) == 2);
+}
+
+TEST_CASE("step arguments are passed through to the body", "[step]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    engine.define("args", [&](Context& ctx, const std::string& who) {
+        const int times = 3;
+        auto repeated = ctx.step(
+            "repeat",
+            [](const std::string& s, int n) {
+                std::string out;
+                for (int i = 0; i < n; ++i) out += s;
+                return out;
+            },
+            who, times);
+        auto tagged = ctx.step(
+            "tag", [](StepContext& sc, const std::string& s) { return sc.step_name() + ":" + s; }, repeated);
+        return tagged;
+    });
+    auto run = engine.start("args", std::string("ab"));
+    engine.poll();
+    REQUIRE(status_of(engine, run) == RunStatus::completed);
+    CHECK(engine.result<std::string>(run) == "tag:ababab");
+}
+
+TEST_CASE("a step's idempotency key is run id and position, stable across a retry and a reopen",
+          "[step][idempotency][retry][reopen]") {
+    Reopenable db;
+    struct Seen {
+        std::string step, key, run;
+        std::uint32_t attempt;
+    };
+    std::vector<Seen> seen;
+    auto define = [&](Engine& e) {
+        e.define("keys", [&](Context& ctx) {
+            ctx.step("first", [&](StepContext& sc) {
+                seen.push_back({sc.step_name(), sc.idempotency_key(), sc.run_id(), sc.attempt()});
+            });
+            return ctx.step("charge", StepOptions{RetryPolicy{3, 10s}}, [&](StepContext& sc) {
+                seen.push_back({sc.step_name(), sc.idempotency_key(), sc.run_id(), sc.attempt()});
+                if (sc.attempt() < 3) throw std::runtime_error("payment service unavailable");
+                return sc.idempotency_key();
+            });
+        });
+    };
+    std::string run;
+    {
+        Engine& e = db.open();
+        define(e);
+        run = e.start("keys").id;
+        e.poll();  // first, then charge attempt 1 fails
+        db.clock.advance(10s);
+        e.poll();  // attempt 2 fails
+        REQUIRE(status_of(e, run) == RunStatus::waiting);
+        db.close();
+    }
+    Engine& e = db.open(0);
+    define(e);
+    db.clock.advance(20s);
+    e.poll();  // attempt 3, in the reopened engine
+    REQUIRE(status_of(e, run) == RunStatus::completed);
+
+    REQUIRE(seen.size() == 4);
+    CHECK(seen[0].step == "first");
+    CHECK(seen[0].key == run + ":0");
+    for (std::size_t i = 1; i < 4; ++i) {
+        CAPTURE(i);
+        CHECK(seen[i].step == "charge");
+        CHECK(seen[i].key == run + ":1");
+        CHECK(seen[i].run == run);
+        CHECK(seen[i].attempt == i);
+    }
+    CHECK(seen[0].key != seen[1].key);
+    CHECK(e.result<std::string>(run) == run + ":1");
+}
+
+// ---- step failures and retries ----------------------------------------------------
+
+TEST_CASE("a step that throws is journaled and replayed as the same StepError without running again",
+          "[step][error][replay][reopen]") {
+    Reopenable db;
+    int calls = 0;
+    struct Observed {
+        std::string step, type, message;
+        std::uint32_t attempts;
+        std::string id;
+    };
+    std::vector<Observed> observed;
+    auto define = [&](Engine& e) {
+        e.define("fragile",
+                 [&](Context& ctx) {
+                     std::string what;
+                     try {
+                         ctx.step("boom", [&]() -> int {
+                             ++calls;
+                             throw std::runtime_error("disk on fire");
+                         });
+                     } catch (const StepError& err) {
+                         observed.push_back({err.step(), err.error_type(), err.message(), err.attempts(), err.id()});
+                         what = err.message();
+                     }
+                     (void)ctx.wait_for_signal<Decision>("decision");
+                     return what;
+                 })
+            .signal<Decision>("decision");
+    };
+    std::string run;
+    {
+        Engine& e = db.open(0);
+        define(e);
+        run = e.start("fragile").id;
+        e.poll();
+        REQUIRE(status_of(e, run) == RunStatus::waiting);
+        CHECK(calls == 1);
+        CHECK(test::count_events(e, run, EventType::step_failed) == 1);
+        auto t = e.trace(run);
+        REQUIRE_FALSE(t.entries.empty());
+        CHECK(t.entries[0].kind == "step");
+        CHECK(t.entries[0].name == "boom");
+        REQUIRE(t.entries[0].error);
+        CHECK(t.entries[0].error->message == "disk on fire");
+        db.close();
+    }
+    Engine& e = db.open(0);
+    define(e);
+    CHECK(e.signal(run, "decision", test::approved()).outcome == SignalOutcome::delivered);
+    e.poll();
+    REQUIRE(status_of(e, run) == RunStatus::completed);
+    CHECK(calls == 1);
+    CHECK(e.result<std::string>(run) == "disk on fire");
+    REQUIRE(observed.size() == 2);  // first execution, then the replay after reopen
+    for (const Observed& o : observed) {
+        CHECK(o.step == "boom");
+        CHECK(o.type == "std::runtime_error");
+        CHECK(o.message == "disk on fire");
+        CHECK(o.attempts == 1);
+        CHECK(o.id == "abide.step.failed");
+    }
+}
+
+TEST_CASE("a retried step waits on a durable backoff timer, survives a reopen and then succeeds",
+          "[step][retry][timer][reopen]") {
+    Reopenable db;
+    int attempts = 0;
+    std::vector<std::uint32_t> attempt_numbers;
+    auto define = [&](Engine& e) {
+        e.define("flaky", [&](Context& ctx) {
+            return ctx.step("call_api", StepOptions{RetryPolicy{3, 10s}}, [&](StepContext& sc) {
+                ++attempts;
+                attempt_numbers.push_back(sc.attempt());
+                if (attempts < 3) throw std::runtime_error("503 from upstream");
+                return 42;
+            });
+        });
+    };
+    std::string run;
+    {
+        Engine& e = db.open();
+        define(e);
+        const TimePoint t0 = db.clock();
+        run = e.start("flaky").id;
+        auto p = e.poll();
+        CHECK(attempts == 1);
+        CHECK(p.waiting == 1);
+        auto info = e.status(run);
+        REQUIRE(info);
+        CHECK(info->status == RunStatus::waiting);
+        REQUIRE(info->waiting);
+        CHECK(info->waiting->kind == WaitKind::retry);
+        CHECK(info->waiting->name == "call_api");
+        REQUIRE(info->waiting->deadline);
+        CHECK(*info->waiting->deadline == t0 + 10s);
+        CHECK(e.next_deadline() == t0 + 10s);
+        CHECK(p.next_deadline == t0 + 10s);
+        CHECK(test::count_events(e, run, EventType::step_retrying) == 1);
+
+        db.clock.advance(9s);
+        p = e.poll();
+        CHECK(p.timers_fired == 0);
+        CHECK(attempts == 1);
+        CHECK(status_of(e, run) == RunStatus::waiting);
+
+        db.clock.advance(1s);  // exactly at the deadline
+        p = e.poll();
+        CHECK(p.timers_fired == 1);
+        CHECK(attempts == 2);
+        info = e.status(run);
+        REQUIRE(info->waiting);
+        CHECK(info->waiting->kind == WaitKind::retry);
+        CHECK(info->waiting->deadline == db.clock() + 20s);  // multiplier 2
+        db.close();
+    }
+    Engine& e = db.open();
+    define(e);
+    CHECK(status_of(e, run) == RunStatus::waiting);
+    CHECK(e.next_deadline() == db.clock() + 20s);
+    e.poll();
+    CHECK(attempts == 2);
+    db.clock.advance(20s);
+    auto p = e.poll();
+    CHECK(p.timers_fired == 1);
+    CHECK(p.completed == 1);
+    REQUIRE(status_of(e, run) == RunStatus::completed);
+    CHECK(e.result<int>(run) == 42);
+    CHECK(attempts == 3);
+    CHECK(attempt_numbers == std::vector<std::uint32_t>{1, 2, 3});
+    CHECK_FALSE(e.next_deadline());
+}
+
+TEST_CASE("a step that exhausts its attempts raises StepError with the last failure", "[step][retry][error]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    int attempts = 0;
+    engine.define("hopeless", [&](Context& ctx) {
+        try {
+            ctx.step("call_api", StepOptions{RetryPolicy{2, 1s}}, [&]() -> int {
+                ++attempts;
+                throw std::runtime_error("failure #" + std::to_string(attempts));
+            });
+        } catch (const StepError& e) {
+            return std::to_string(e.attempts()) + " " + e.message();
+        }
+        return std::string("unreachable");
+    });
+    auto run = engine.start("hopeless");
+    engine.poll();
+    CHECK(attempts == 1);
+    clock.advance(1s);
+    engine.poll();
+    REQUIRE(status_of(engine, run) == RunStatus::completed);
+    CHECK(attempts == 2);
+    CHECK(engine.result<std::string>(run) == "2 failure #2");
+    // Nothing more is scheduled.
+    clock.advance(1h);
+    CHECK(engine.poll().timers_fired == 0);
+    CHECK(attempts == 2);
+}
+
+// ---- timers ---------------------------------------------------------------------
+
+TEST_CASE("ctx.sleep parks the run on a durable timer until the clock passes it", "[sleep][timer][reopen]") {
+    const bool reopen = GENERATE(false, true);
+    CAPTURE(reopen);
+    Reopenable db;
+    int before = 0, after = 0;
+    auto define = [&](Engine& e) {
+        e.define("nap", [&](Context& ctx) {
+            ctx.step("before", [&] { ++before; });
+            ctx.sleep(1h);
+            ctx.step("after", [&] { ++after; });
+            return after;
+        });
+    };
+    Engine* e = &db.open();
+    define(*e);
+    const TimePoint deadline = db.clock() + 1h;
+    auto run = e->start("nap").id;
+    auto p = e->poll();
+    CHECK(p.waiting == 1);
+    CHECK(p.next_deadline == deadline);
+    auto info = e->status(run);
+    REQUIRE(info);
+    CHECK(info->status == RunStatus::waiting);
+    REQUIRE(info->waiting);
+    CHECK(info->waiting->kind == WaitKind::sleep);
+    CHECK(info->waiting->deadline == deadline);
+    CHECK(e->next_deadline() == deadline);
+    CHECK(test::count_events(*e, run, EventType::sleeping) == 1);
+
+    if (reopen) {
+        e = &db.open(0);
+        define(*e);
+        CHECK(e->next_deadline() == deadline);
+    }
+    db.clock.advance(59min);
+    p = e->poll();
+    CHECK(p.timers_fired == 0);
+    CHECK(after == 0);
+    CHECK(status_of(*e, run) == RunStatus::waiting);
+
+    db.clock.advance(1min);
+    p = e->poll();
+    CHECK(p.timers_fired == 1);
+    CHECK(p.completed == 1);
+    REQUIRE(status_of(*e, run) == RunStatus::completed);
+    CHECK(before == 1);
+    CHECK(after == 1);
+    CHECK_FALSE(e->next_deadline());
+    CHECK(test::count_events(*e, run, EventType::woke) == 1);
+}
+
+TEST_CASE("wait_for_signal returns nothing when its timeout passes", "[wait][timeout]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    engine
+        .define("approval",
+                [&](Context& ctx) {
+                    auto d = ctx.wait_for_signal<Decision>("decision", 24h);
+                    return d ? d->status : std::string("timed_out");
+                })
+        .signal<Decision>("decision");
+    auto run = engine.start("approval");
+    engine.poll();
+    CHECK(engine.next_deadline() == clock() + 24h);
+    clock.advance(23h);
+    engine.poll();
+    CHECK(status_of(engine, run) == RunStatus::waiting);
+    clock.advance(1h);
+    auto p = engine.poll();
+    CHECK(p.timers_fired == 1);
+    REQUIRE(status_of(engine, run) == RunStatus::completed);
+    CHECK(engine.result<std::string>(run) == "timed_out");
+    CHECK(test::count_events(engine, run.id, EventType::timed_out) == 1);
+    // Too late now.
+    CHECK(engine.signal(run, "decision", test::approved()).outcome == SignalOutcome::run_finished);
+}
+
+TEST_CASE("suspend raises TimeoutError when its timeout passes, and the workflow can catch it", "[suspend][timeout]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    engine.define("review", [&](Context& ctx) {
+        try {
+            auto data = ctx.suspend("approve", {{"doc", "D-1"}}, 2h);
+            return data.dump();
+        } catch (const TimeoutError& e) {
+            return "timeout:" + e.step_key() + ":" + e.id();
+        }
+    });
+    auto run = engine.start("review");
+    engine.poll();
+    auto info = engine.status(run);
+    REQUIRE(info->waiting);
+    CHECK(info->waiting->kind == WaitKind::suspend);
+    CHECK(info->waiting->data == json{{"doc", "D-1"}});
+    clock.advance(2h);
+    engine.poll();
+    REQUIRE(status_of(engine, run) == RunStatus::completed);
+    CHECK(engine.result<std::string>(run) == "timeout:approve:abide.wait.timeout");
+}
+
+// ---- journaled sources of time, randomness and ids ---------------------------------
+
+TEST_CASE("ctx.now, ctx.random and ctx.uuid return the recorded values on replay", "[determinism][replay][reopen]") {
+    Reopenable db;
+    std::vector<TimePoint> times;
+    std::vector<std::uint64_t> randoms;
+    std::vector<std::string> uuids;
+    auto define = [&](Engine& e) {
+        e.define("sources",
+                 [&](Context& ctx) {
+                     times.push_back(ctx.now());
+                     randoms.push_back(ctx.random());
+                     randoms.push_back(ctx.random());
+                     uuids.push_back(ctx.uuid());
+                     uuids.push_back(ctx.uuid());
+                     (void)ctx.wait_for_signal<Decision>("decision");
+                     return uuids.back();
+                 })
+            .signal<Decision>("decision");
+    };
+    const TimePoint started = db.clock();
+    std::string run;
+    {
+        Engine& e = db.open(0);
+        define(e);
+        run = e.start("sources").id;
+        e.poll();
+        REQUIRE(status_of(e, run) == RunStatus::waiting);
+        db.close();
+    }
+    db.clock.advance(3h);
+    Engine& e = db.open(0);
+    define(e);
+    CHECK(e.signal(run, "decision", test::approved()).outcome == SignalOutcome::delivered);
+    e.poll();
+    REQUIRE(status_of(e, run) == RunStatus::completed);
+
+    REQUIRE(times.size() == 2);
+    CHECK(times[0] == started);
+    CHECK(times[1] == times[0]);
+    REQUIRE(randoms.size() == 4);
+    CHECK(randoms[2] == randoms[0]);
+    CHECK(randoms[3] == randoms[1]);
+    CHECK(randoms[0] != randoms[1]);
+    REQUIRE(uuids.size() == 4);
+    CHECK(uuids[2] == uuids[0]);
+    CHECK(uuids[3] == uuids[1]);
+    CHECK(uuids[0] != uuids[1]);
+    const std::regex v4("^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$");
+    for (const auto& u : uuids) {
+        CAPTURE(u);
+        CHECK(std::regex_match(u, v4));
+    }
+    CHECK(e.result<std::string>(run) == uuids[1]);
+}
+
+// ---- cancellation ---------------------------------------------------------------
+
+namespace {
+
+/// A workflow that reserves, waits for a decision, and releases the
+/// reservation when cancelled; it then returns or rethrows.
+struct CancellableOrder {
+    int reserved = 0, released = 0;
+    std::vector<std::string> reasons;
+    bool rethrow = false;
+
+    void define(Engine& e) {
+        e.define("order",
+                 [this](Context& ctx) -> std::string {
+                     ctx.step("reserve", [this] { ++reserved; });
+                     try {
+                         return ctx.wait_for_signal<Decision>("decision").status;
+                     } catch (const Cancelled& c) {
+                         reasons.push_back(c.reason());
+                         ctx.step("release", [this] { ++released; });
+                         if (rethrow) throw;
+                         return "compensated";
+                     }
+                 })
+            .signal<Decision>("decision");
+    }
+};
+
+}  // namespace
+
+TEST_CASE("cancelling a waiting run raises Cancelled at the wait, where it can compensate",
+          "[cancel]") {
+    const bool rethrow = GENERATE(false, true);
+    CAPTURE(rethrow);
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    CancellableOrder wf;
+    wf.rethrow = rethrow;
+    wf.define(engine);
+    auto run = engine.start("order");
+    engine.poll();
+    REQUIRE(status_of(engine, run) == RunStatus::waiting);
+
+    auto c = engine.cancel(run, "customer withdrew");
+    CHECK(c.outcome == CancelOutcome::cancelled);
+    CHECK(status_of(engine, run) == RunStatus::ready);
+    CHECK(engine.cancel(run, "again").outcome == CancelOutcome::already_requested);
+
+    auto p = engine.poll();
+    CHECK(wf.reasons == std::vector<std::string>{"customer withdrew"});
+    CHECK(wf.reserved == 1);
+    CHECK(wf.released == 1);
+    auto info = engine.status(run);
+    REQUIRE(info);
+    if (rethrow) {
+        CHECK(p.cancelled == 1);
+        CHECK(info->status == RunStatus::cancelled);
+        REQUIRE(info->error);
+        CHECK(info->error->id == "abide.run.cancelled");
+        CHECK_THROWS_AS(engine.result<std::string>(run), UsageError);
+        CHECK(test::count_events(engine, run.id, EventType::cancelled) >= 1);
+    } else {
+        CHECK(p.completed == 1);
+        CHECK(info->status == RunStatus::completed);
+        CHECK(engine.result<std::string>(run) == "compensated");
+    }
+    CHECK(engine.cancel(run, "too late").outcome == CancelOutcome::run_finished);
+    CHECK(engine.signal(run, "decision", test::approved()).outcome == SignalOutcome::run_finished);
+}
+
+TEST_CASE("cancelling a run that is not yet waiting is seen at its next wait", "[cancel]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    CancellableOrder wf;
+    wf.define(engine);
+    auto run = engine.start("order");
+    REQUIRE(status_of(engine, run) == RunStatus::ready);
+    auto c = engine.cancel(run, "duplicate order");
+    CHECK(c.outcome == CancelOutcome::requested);
+    CHECK(engine.cancel(run, "again").outcome == CancelOutcome::already_requested);
+    engine.poll();
+    CHECK(wf.reserved == 1);  // the step before the wait still ran
+    CHECK(wf.reasons == std::vector<std::string>{"duplicate order"});
+    CHECK(wf.released == 1);
+    REQUIRE(status_of(engine, run) == RunStatus::completed);
+    CHECK(engine.result<std::string>(run) == "compensated");
+}
+
+TEST_CASE("cancelling a sleeping run raises Cancelled from ctx.sleep and its timer no longer fires",
+          "[cancel][sleep][timer]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    std::vector<std::string> reasons;
+    int woke = 0;
+    engine.define("nap", [&](Context& ctx) {
+        try {
+            ctx.sleep(1h);
+            ctx.step("woke", [&] { ++woke; });
+            return std::string("slept");
+        } catch (const Cancelled& c) {
+            reasons.push_back(c.reason());
+            throw;
+        }
+    });
+    auto run = engine.start("nap");
+    engine.poll();
+    REQUIRE(engine.next_deadline());
+    CHECK(engine.cancel(run, "shutting down").outcome == CancelOutcome::cancelled);
+    CHECK_FALSE(engine.next_deadline());
+    auto p = engine.poll();
+    CHECK(p.cancelled == 1);
+    CHECK(status_of(engine, run) == RunStatus::cancelled);
+    CHECK(reasons == std::vector<std::string>{"shutting down"});
+    clock.advance(2h);
+    CHECK(engine.poll().timers_fired == 0);
+    CHECK(woke == 0);
+    CHECK(status_of(engine, run) == RunStatus::cancelled);
+}
+
+TEST_CASE("cancel reports unknown runs and finished runs without writing", "[cancel]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    engine.define("quick", [](Context&) { return 1; });
+    auto run = engine.start("quick");
+    engine.poll();
+    REQUIRE(status_of(engine, run) == RunStatus::completed);
+    const auto events_before = engine.events(0).size();
+    CHECK(engine.cancel("no-such-run", "x").outcome == CancelOutcome::unknown_run);
+    CHECK(engine.cancel(run, "x").outcome == CancelOutcome::run_finished);
+    CHECK(engine.events(0).size() == events_before);
+    CHECK(status_of(engine, run) == RunStatus::completed);
+}
+
+// ---- the determinism guard ---------------------------------------------------------
+
+namespace {
+
+enum class Change { renamed_step, step_where_the_journal_waits, swallowed_by_catch };
+
+/// The original workflow: load, wait for a decision, act.
+struct Original {
+    int loads = 0, acts = 0;
+    void define(Engine& e) {
+        e.define("refund",
+                 [this](Context& ctx) {
+                     ctx.step("load", [this] { ++loads; });
+                     auto d = ctx.wait_for_signal<Decision>("decision");
+                     ctx.step("act", [this] { ++acts; });
+                     return d.status;
+                 })
+            .signal<Decision>("decision");
+    }
+};
+
+}  // namespace
+
+TEST_CASE("changed workflow code stops the run with a nondeterminism error, and retry works after the fix",
+          "[replay][nondeterminism][reopen]") {
+    const Change change =
+        GENERATE(Change::renamed_step, Change::step_where_the_journal_waits, Change::swallowed_by_catch);
+    CAPTURE(static_cast<int>(change));
+    Reopenable db;
+    Original original;
+    int changed_bodies = 0;
+
+    std::string run;
+    {
+        Engine& e = db.open();
+        original.define(e);
+        run = e.start("refund").id;
+        e.poll();
+        REQUIRE(status_of(e, run) == RunStatus::waiting);
+        db.close();
+    }
+    {
+        Engine& e = db.open();
+        e.define("refund",
+                 [&](Context& ctx) -> std::string {
+                     switch (change) {
+                         case Change::renamed_step: {
+                             ctx.step("load_v2", [&] { ++changed_bodies; });
+                             return ctx.wait_for_signal<Decision>("decision").status;
+                         }
+                         case Change::step_where_the_journal_waits: {
+                             ctx.step("load", [&] { ++changed_bodies; });
+                             ctx.step("extra", [&] { ++changed_bodies; });
+                             return ctx.wait_for_signal<Decision>("decision").status;
+                         }
+                         case Change::swallowed_by_catch:
+                             try {
+                                 ctx.step("load_v2", [&] { ++changed_bodies; });
+                                 return ctx.wait_for_signal<Decision>("decision").status;
+                             } catch (const std::exception&) {
+                                 return "swallowed";
+                             }
+                     }
+                     return "unreachable";
+                 })
+            .signal<Decision>("decision");
+        CHECK(e.signal(run, "decision", test::approved()).outcome == SignalOutcome::delivered);
+        auto p = e.poll();
+        CHECK(p.failed == 1);
+        auto info = e.status(run);
+        REQUIRE(info);
+        CHECK(info->status == RunStatus::failed);
+        REQUIRE(info->error);
+        CHECK(info->error->id == "abide.replay.nondeterminism");
+        const std::string& msg = info->error->message;
+        CAPTURE(msg);
+        if (change == Change::step_where_the_journal_waits) {
+            CHECK_THAT(msg, Catch::Contains("position 1"));
+            CHECK_THAT(msg, Catch::Contains("wait_for_signal 'decision'"));
+            CHECK_THAT(msg, Catch::Contains("step 'extra'"));
+        } else {
+            CHECK_THAT(msg, Catch::Contains("position 0"));
+            CHECK_THAT(msg, Catch::Contains("step 'load'"));
+            CHECK_THAT(msg, Catch::Contains("step 'load_v2'"));
+        }
+        CHECK(changed_bodies == 0);
+        CHECK(test::count_events(e, run, EventType::failed) == 1);
+        CHECK_THROWS_AS(e.result<std::string>(run), UsageError);
+        db.close();
+    }
+    Engine& e = db.open();
+    original.define(e);
+    REQUIRE(status_of(e, run) == RunStatus::failed);
+    e.retry(run);
+    CHECK(status_of(e, run) == RunStatus::ready);
+    CHECK(test::count_events(e, run, EventType::retried) == 1);
+    auto p = e.poll();
+    CHECK(p.completed == 1);
+    REQUIRE(status_of(e, run) == RunStatus::completed);
+    CHECK(e.result<std::string>(run) == "approved");
+    CHECK(original.loads == 1);
+    CHECK(original.acts == 1);
+    CHECK_THROWS_AS(e.retry(run), UsageError);  // only failed runs
+}
+
+TEST_CASE("a workflow waiting on a signal it did not declare fails with a clear error", "[wait][usage]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    engine
+        .define("sloppy",
+                [](Context& ctx) {
+                    auto d = ctx.wait_for_signal<Decision>("manager_approval", 1h);
+                    return d ? d->status : std::string("none");
+                })
+        .signal<Decision>("decision");
+    auto run = engine.start("sloppy");
+    auto p = engine.poll();
+    CHECK(p.failed == 1);
+    auto info = engine.status(run);
+    REQUIRE(info);
+    CHECK(info->status == RunStatus::failed);
+    REQUIRE(info->error);
+    CHECK(info->error->id == "abide.workflow.undeclared_signal");
+    CHECK_THAT(info->error->message, Catch::Contains("manager_approval"));
+    CHECK_THAT(info->error->message, Catch::Contains("sloppy"));
+    CHECK_FALSE(engine.next_deadline());  // the wait was never recorded
+    CHECK(engine.list_runs({.waiting_for = "manager_approval"}).empty());
+}
+
+// ---- exceptions inside workflows ---------------------------------------------------
+
+TEST_CASE("a fiber parked inside a catch block keeps its own exception", "[fiber][exception]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    std::vector<std::string> caught;
+    engine
+        .define("catcher",
+                [&](Context& ctx, const std::string& message) -> std::string {
+                    try {
+                        throw std::runtime_error(message);
+                    } catch (const std::runtime_error& e) {
+                        ctx.step("log", [&] { caught.push_back(e.what()); });
+                        (void)ctx.wait_for_signal<Decision>("decision");
+                        throw;
+                    }
+                })
+        .signal<Decision>("decision");
+    auto a = engine.start("catcher", std::string("boom-A"));
+    auto b = engine.start("catcher", std::string("boom-B"));
+
+    // The host is itself inside a catch block while it polls: its exception
+    // must be the same afterwards.
+    std::string host_saw;
+    try {
+        throw std::logic_error("host-exception");
+    } catch (const std::logic_error&) {
+        auto p = engine.poll();
+        CHECK(p.waiting == 2);
+        try {
+            throw;
+        } catch (const std::exception& e) {
+            host_saw = e.what();
+        }
+    }
+    CHECK(host_saw == "host-exception");
+    CHECK_FALSE(std::current_exception());
+    REQUIRE(status_of(engine, a) == RunStatus::waiting);
+    REQUIRE(status_of(engine, b) == RunStatus::waiting);
+
+    CHECK(engine.signal(b, "decision", test::approved()).outcome == SignalOutcome::delivered);
+    engine.poll();
+    CHECK_FALSE(std::current_exception());
+    CHECK(engine.signal(a, "decision", test::approved()).outcome == SignalOutcome::delivered);
+    engine.poll();
+    CHECK_FALSE(std::current_exception());
+
+    for (auto [run, expected] : {std::pair{a.id, "boom-A"}, std::pair{b.id, "boom-B"}}) {
+        CAPTURE(run);
+        auto info = engine.status(run);
+        REQUIRE(info);
+        CHECK(info->status == RunStatus::failed);
+        REQUIRE(info->error);
+        CHECK(info->error->message == expected);
+        CHECK(info->error->type == "std::runtime_error");
+    }
+    std::sort(caught.begin(), caught.end());
+    CHECK(caught == std::vector<std::string>{"boom-A", "boom-B"});
+}
+
+TEST_CASE("a workflow that throws ends failed with its message, and result() refuses it", "[exception][result]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    engine.define("broken", [](Context& ctx) -> int {
+        ctx.step("fine", [] { return 1; });
+        throw std::runtime_error("the ledger is closed");
+    });
+    auto run = engine.start("broken");
+    auto p = engine.poll();
+    CHECK(p.failed == 1);
+    auto info = engine.status(run);
+    REQUIRE(info);
+    CHECK(info->status == RunStatus::failed);
+    REQUIRE(info->error);
+    CHECK(info->error->id == "abide.workflow.exception");
+    CHECK(info->error->type == "std::runtime_error");
+    CHECK(info->error->message == "the ledger is closed");
+    CHECK_FALSE(info->output);
+    CHECK_THROWS_AS(engine.result<int>(run), UsageError);
+    try {
+        (void)engine.result<int>(run);
+    } catch (const UsageError& e) {
+        CHECK_THAT(e.what(), Catch::Contains("failed"));
+        CHECK_THAT(e.what(), Catch::Contains("the ledger is closed"));
+    }
+    CHECK(test::count_events(engine, run.id, EventType::failed) == 1);
+}
