@@ -1,6 +1,7 @@
 // abide/abide.hpp: durable human-in-the-loop workflows. Include this one header.
 #pragma once
 
+#include <abide/agent.hpp>
 #include <abide/codec.hpp>
 #include <abide/context.hpp>
 #include <abide/engine.hpp>
