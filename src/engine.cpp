@@ -26,12 +26,22 @@ Engine::~Engine() = default;
 detail::WorkflowDef& Engine::add_definition(std::string name) { return core_->add_definition(std::move(name)); }
 
 RunHandle Engine::start_json(std::string_view workflow, const json& input, StartOptions options) {
-    return core_->start(workflow, input, options);
+    StartRequest request{std::string(workflow), input, std::move(options)};
+    return core_->start(std::span<const StartRequest>(&request, 1)).front();
+}
+
+std::vector<RunHandle> Engine::start_batch(std::span<const StartRequest> requests) {
+    return core_->start(requests);
 }
 
 SignalResult Engine::deliver(std::string_view run, WaitKind channel, std::string_view name, json payload,
                              std::string_view signal_id) {
-    return core_->deliver(run, channel, name, payload, signal_id);
+    SignalRequest request{std::string(run), std::string(name), std::move(payload), std::string(signal_id), channel};
+    return core_->deliver(std::span<const SignalRequest>(&request, 1)).front();
+}
+
+std::vector<SignalResult> Engine::signal_batch(std::span<const SignalRequest> requests) {
+    return core_->deliver(requests);
 }
 
 SignalResult Engine::signal(std::string_view run, std::string_view name, std::string_view payload,

@@ -371,180 +371,219 @@ void EngineCore::apply_request(WriteContext& w, const RunInstance& instance, Out
 
 // ---- host writes ------------------------------------------------------------------
 
-RunHandle EngineCore::start(std::string_view workflow, const json& input, const StartOptions& start_options) {
-    const WorkflowDef* def = find_definition(workflow);
+EngineCore::PreparedStart EngineCore::prepare_start(const StartRequest& request) {
+    const WorkflowDef* def = find_definition(request.workflow);
     if (!def)
         throw UsageError("abide.workflow.unknown",
                          fmt::format("no workflow named '{}' is defined in this engine; call Engine::define "
                                      "before starting it",
-                                     workflow));
-    def->validate_input(input);
-    std::string text = input.dump();
-    if (text.size() > options.max_payload_bytes)
+                                     request.workflow));
+    def->validate_input(request.input);
+    PreparedStart p;
+    p.request = &request;
+    p.text = request.input.dump();
+    if (p.text.size() > options.max_payload_bytes)
         throw PayloadError("abide.payload.too_large",
                            fmt::format("the input of workflow '{}' is {} bytes, over max_payload_bytes ({})",
-                                       workflow, text.size(), options.max_payload_bytes));
-    RunHandle handle;
-    handle.id = start_options.run_id.empty() ? make_uuid(random64(), random64()) : start_options.run_id;
-    check_name("run id", handle.id);
-    std::string conflict;
-    commits.run([&](WriteContext& w) {
-        handle.created = true;
-        conflict.clear();
-        if (auto existing = w.txn.get(Db::run_ids, handle.id)) {
-            std::uint64_t number = get_be64(*existing);
-            RunRecord old = decode_run_record(*w.txn.get(Db::runs, run_key(number)), number);
-            if (old.workflow != workflow) conflict = old.workflow;
-            handle.created = false;
-            return;
-        }
-        Cursor last(w.txn, Db::runs);
-        const std::uint64_t run = last.last() ? get_be64(last.key()) + 1 : 1;
-        RunRecord record;
-        record.id = handle.id;
-        record.workflow = std::string(workflow);
-        record.status = RunStatus::ready;
-        record.created_us = w.now_us;
-        record.input = text;
-        w.txn.put(Db::run_ids, record.id, run_key(run));
-        w.txn.put(Db::ready, run_key(run), {});
-        w.txn.put(Db::by_status, status_key(RunStatus::ready, run), record.workflow);
-        Event e = event_for(EventType::started, record);
-        e.data = input;
-        w.emit(std::move(e));
-        put_run(w, run, record);
-    });
-    if (!conflict.empty())
-        throw UsageError("abide.run.id_conflict",
-                         fmt::format("run id '{}' already belongs to a run of workflow '{}', not '{}'; choose "
-                                     "another id",
-                                     handle.id, conflict, workflow));
-    return handle;
+                                       request.workflow, p.text.size(), options.max_payload_bytes));
+    p.id = request.options.run_id.empty() ? make_uuid(random64(), random64()) : request.options.run_id;
+    check_name("run id", p.id);
+    return p;
 }
 
-SignalResult EngineCore::deliver(std::string_view run_id, WaitKind channel, std::string_view name,
-                                 const json& payload, std::string_view signal_id) {
-    const char* noun = channel == WaitKind::signal ? "signal" : "resume for";
+void EngineCore::apply_start(WriteContext& w, const PreparedStart& p, RunHandle& handle) {
+    const std::string& workflow = p.request->workflow;
+    handle.id = p.id;
+    handle.created = true;
+    if (auto existing = w.txn.get(Db::run_ids, p.id)) {
+        const std::uint64_t number = get_be64(*existing);
+        RunRecord old = decode_run_record(*w.txn.get(Db::runs, run_key(number)), number);
+        if (old.workflow != workflow)
+            throw UsageError("abide.run.id_conflict",
+                             fmt::format("run id '{}' already belongs to a run of workflow '{}', not '{}'; choose "
+                                         "another id",
+                                         p.id, old.workflow, workflow));
+        handle.created = false;
+        return;
+    }
+    Cursor last(w.txn, Db::runs);
+    const std::uint64_t run = last.last() ? get_be64(last.key()) + 1 : 1;
+    RunRecord record;
+    record.id = p.id;
+    record.workflow = workflow;
+    record.status = RunStatus::ready;
+    record.created_us = w.now_us;
+    record.input = p.text;
+    w.txn.put(Db::run_ids, record.id, run_key(run));
+    w.txn.put(Db::ready, run_key(run), {});
+    w.txn.put(Db::by_status, status_key(RunStatus::ready, run), record.workflow);
+    Event e = event_for(EventType::started, record);
+    e.data = p.request->input;
+    w.emit(std::move(e));
+    put_run(w, run, record);
+}
+
+std::vector<RunHandle> EngineCore::start(std::span<const StartRequest> requests) {
+    // Everything is checked before anything is written.
+    std::vector<PreparedStart> prepared;
+    prepared.reserve(requests.size());
+    for (const StartRequest& r : requests) prepared.push_back(prepare_start(r));
+    std::vector<RunHandle> handles(requests.size());
+    std::vector<CommitQueue::Op> ops;
+    ops.reserve(requests.size());
+    for (std::size_t i = 0; i < prepared.size(); ++i)
+        ops.emplace_back([this, &prepared, &handles, i](WriteContext& w) { apply_start(w, prepared[i], handles[i]); });
+    std::vector<std::exception_ptr> errors(requests.size());
+    commits.run(ops, errors);
+    for (const auto& e : errors)
+        if (e) std::rethrow_exception(e);  // an id conflict: that run was not created
+    return handles;
+}
+
+std::optional<SignalResult> EngineCore::prepare_signal(Txn& read, const SignalRequest& req, PreparedSignal& p) {
     auto refuse = [](SignalOutcome o, std::string msg) { return SignalResult{o, std::move(msg)}; };
-    if (name.empty() || name.find('\0') != std::string_view::npos)
+    p.request = &req;
+    if (req.kind != WaitKind::signal && req.kind != WaitKind::suspend)
+        return refuse(SignalOutcome::undeclared, "only signals and resumes can be delivered; nothing was written");
+    if (req.name.empty() || req.name.find('\0') != std::string::npos)
         return refuse(SignalOutcome::undeclared, "the name is empty or contains NUL; nothing was written");
-    const std::string text = payload.dump();
-    if (text.size() > options.max_payload_bytes)
+    p.text = req.payload.dump();
+    if (p.text.size() > options.max_payload_bytes)
         return refuse(SignalOutcome::invalid_payload,
                       fmt::format("the payload is {} bytes, over max_payload_bytes ({}); nothing was written",
-                                  text.size(), options.max_payload_bytes));
+                                  p.text.size(), options.max_payload_bytes));
+    auto record = find_run(read, req.run);
+    if (!record)
+        return refuse(SignalOutcome::unknown_run,
+                      fmt::format("no run '{}' exists; check the id. Nothing was written", req.run));
     // Validate against the run's declared types before writing anything.
-    std::string workflow;
+    const WorkflowDef* def = find_definition(record->workflow);
+    p.validated = def != nullptr;
+    if (!def) return std::nullopt;  // written unvalidated; the host checks it
+    const auto& validators = req.kind == WaitKind::signal ? def->signals : def->resumes;
+    auto it = validators.find(req.name);
+    if (req.kind == WaitKind::signal && it == validators.end()) {
+        std::string declared;
+        for (const auto& entry : def->signals) declared += (declared.empty() ? "" : ", ") + entry.first;
+        return refuse(SignalOutcome::undeclared,
+                      fmt::format("workflow '{}' declares no signal '{}' (it declares: {}); nothing was written",
+                                  record->workflow, req.name, declared.empty() ? "none" : declared));
+    }
+    if (it != validators.end()) {
+        try {
+            it->second(req.payload);
+        } catch (const std::exception& e) {
+            return refuse(SignalOutcome::invalid_payload, std::string(e.what()) + "; nothing was written");
+        }
+    }
+    return std::nullopt;
+}
+
+void EngineCore::apply_signal(WriteContext& w, const PreparedSignal& p, SignalResult& result) {
+    const SignalRequest& req = *p.request;
+    const std::string& run_id = req.run;
+    const std::string& name = req.name;
+    const char* noun = req.kind == WaitKind::signal ? "signal" : "resume for";
+    auto refuse = [](SignalOutcome o, std::string msg) { return SignalResult{o, std::move(msg)}; };
+    std::uint64_t run = 0;
+    auto record = find_run(w.txn, run_id, &run);
+    if (!record) {
+        result = refuse(SignalOutcome::unknown_run, fmt::format("no run '{}' exists; nothing was written", run_id));
+        return;
+    }
+    // A repeated id is a duplicate even after the run finished: the sender's
+    // first copy was accepted, which is what a retrying sender asks.
+    const std::string id_key = run_key(run) + req.signal_id;
+    if (!req.signal_id.empty() && w.txn.get(Db::signal_ids, id_key)) {
+        result = refuse(SignalOutcome::duplicate,
+                        fmt::format("signal id '{}' was already accepted for run '{}'; this copy was not stored again",
+                                    req.signal_id, run_id));
+        return;
+    }
+    if (is_finished(record->status)) {
+        result = refuse(SignalOutcome::run_finished,
+                        fmt::format("run '{}' has {}; it accepts no more signals. Nothing was written", run_id,
+                                    to_string(record->status)));
+        return;
+    }
+    const bool waiting_for_it = record->status == RunStatus::waiting && record->park &&
+                                record->park->kind == req.kind && record->park->name == name;
+    if (waiting_for_it && record->park->deadline_us != 0 && record->park->deadline_us <= w.now_us) {
+        // The wait's deadline passed before any poll fired its timer: it timed
+        // out, whatever arrives now. Time it out here so that the caller and
+        // the workflow agree.
+        JournalEntry wake;
+        wake.kind = EntryKind::wake;
+        wake.reason = WakeReason::timeout;
+        wake_parked(w, run, *record, std::move(wake));
+        put_run(w, run, *record);
+        result = refuse(SignalOutcome::too_late,
+                        fmt::format("run '{}' stopped waiting for {} '{}' at its deadline; the wait timed out and "
+                                    "this payload was not stored",
+                                    run_id, noun, name));
+        return;
+    }
+    if (!req.signal_id.empty()) w.txn.put(Db::signal_ids, id_key, {});
+    if (waiting_for_it && p.validated) {
+        JournalEntry wake;
+        wake.kind = EntryKind::wake;
+        wake.reason = WakeReason::payload;
+        wake.value = p.text;
+        wake.signal_id = req.signal_id;
+        wake_parked(w, run, *record, std::move(wake));
+        put_run(w, run, *record);
+        result = {SignalOutcome::delivered,
+                  fmt::format("delivered: run '{}' was waiting for {} '{}' and is ready; the next poll continues it",
+                              run_id, noun, name)};
+        return;
+    }
+    Event e = event_for(EventType::signal_buffered, *record, name);
+    e.data = req.payload;
+    if (req.kind == WaitKind::suspend) e.topic = name + "/" + record->id;
+    const std::uint64_t seq = w.emit(std::move(e));
+    std::string key = inbox_prefix(run, req.kind, name);
+    put_be64(key, seq);
+    w.txn.put(Db::inbox, key, encode(InboxEntry{req.signal_id, p.text, w.now_us, p.validated}));
+    if (waiting_for_it) {
+        // Written without the workflow's definition: the host checks it when
+        // the run, made ready here, re-enters its wait.
+        clear_park(w, run, *record);
+        set_status(w, run, *record, RunStatus::ready);
+        put_run(w, run, *record);
+    }
+    result = {SignalOutcome::buffered,
+              waiting_for_it ? fmt::format("buffered: run '{}' waits for {} '{}'; the host validates the payload "
+                                           "and delivers it at its next poll",
+                                           run_id, noun, name)
+                             : fmt::format("buffered: run '{}' is not waiting for {} '{}' now; its next wait for it "
+                                           "consumes this",
+                                           run_id, noun, name)};
+}
+
+std::vector<SignalResult> EngineCore::deliver(std::span<const SignalRequest> requests) {
+    std::vector<SignalResult> results(requests.size());
+    std::vector<PreparedSignal> prepared(requests.size());
+    std::vector<CommitQueue::Op> ops;
+    std::vector<std::size_t> slots;  // which result each op fills
     {
-        Txn t = storage.read();
-        auto record = find_run(t, run_id);
-        if (!record)
-            return refuse(SignalOutcome::unknown_run,
-                          fmt::format("no run '{}' exists; check the id. Nothing was written", run_id));
-        workflow = record->workflow;
-    }
-    const WorkflowDef* def = find_definition(workflow);
-    if (def) {
-        const auto& validators = channel == WaitKind::signal ? def->signals : def->resumes;
-        auto it = validators.find(name);
-        if (channel == WaitKind::signal && it == validators.end()) {
-            std::string declared;
-            for (const auto& [n, v] : def->signals) declared += (declared.empty() ? "" : ", ") + n;
-            return refuse(SignalOutcome::undeclared,
-                          fmt::format("workflow '{}' declares no signal '{}' (it declares: {}); nothing was written",
-                                      workflow, name, declared.empty() ? "none" : declared));
-        }
-        if (it != validators.end()) {
-            try {
-                it->second(payload);
-            } catch (const std::exception& e) {
-                return refuse(SignalOutcome::invalid_payload, std::string(e.what()) + "; nothing was written");
+        Txn read = storage.read();
+        for (std::size_t i = 0; i < requests.size(); ++i) {
+            if (auto refused = prepare_signal(read, requests[i], prepared[i])) {
+                results[i] = std::move(*refused);
+                continue;
             }
+            slots.push_back(i);
         }
     }
-    const bool validated = def != nullptr;
-    SignalResult result;
-    commits.run([&](WriteContext& w) {
-        std::uint64_t run = 0;
-        auto record = find_run(w.txn, run_id, &run);
-        if (!record) {
-            result = refuse(SignalOutcome::unknown_run, fmt::format("no run '{}' exists; nothing was written", run_id));
-            return;
-        }
-        // A repeated id is a duplicate even after the run finished: the
-        // sender's first copy was accepted, which is what a retrying sender asks.
-        const std::string id_key = run_key(run) + std::string(signal_id);
-        if (!signal_id.empty()) {
-            if (w.txn.get(Db::signal_ids, id_key)) {
-                result = refuse(SignalOutcome::duplicate,
-                                fmt::format("signal id '{}' was already accepted for run '{}'; this copy was not "
-                                            "stored again",
-                                            signal_id, run_id));
-                return;
-            }
-        }
-        if (is_finished(record->status)) {
-            result = refuse(SignalOutcome::run_finished,
-                            fmt::format("run '{}' has {}; it accepts no more signals. Nothing was written", run_id,
-                                        to_string(record->status)));
-            return;
-        }
-        const bool waiting_for_it = record->status == RunStatus::waiting && record->park &&
-                                    record->park->kind == channel && record->park->name == name;
-        if (waiting_for_it && record->park->deadline_us != 0 && record->park->deadline_us <= w.now_us) {
-            // The wait's deadline passed before any poll fired its timer: it
-            // timed out, whatever arrives now. Time it out here so the caller
-            // and the workflow agree.
-            JournalEntry wake;
-            wake.kind = EntryKind::wake;
-            wake.reason = WakeReason::timeout;
-            wake_parked(w, run, *record, std::move(wake));
-            put_run(w, run, *record);
-            result = refuse(SignalOutcome::too_late,
-                            fmt::format("run '{}' stopped waiting for {} '{}' at its deadline; the wait timed out "
-                                        "and this payload was not stored",
-                                        run_id, noun, name));
-            return;
-        }
-        if (!signal_id.empty()) w.txn.put(Db::signal_ids, id_key, {});
-        if (waiting_for_it && validated) {
-            JournalEntry wake;
-            wake.kind = EntryKind::wake;
-            wake.reason = WakeReason::payload;
-            wake.value = text;
-            wake.signal_id = std::string(signal_id);
-            wake_parked(w, run, *record, std::move(wake));
-            put_run(w, run, *record);
-            result = {SignalOutcome::delivered,
-                      fmt::format("delivered: run '{}' was waiting for {} '{}' and is ready; the next poll "
-                                  "continues it",
-                                  run_id, noun, name)};
-            return;
-        }
-        Event e = event_for(EventType::signal_buffered, *record, std::string(name));
-        e.data = payload;
-        if (channel == WaitKind::suspend) e.topic = std::string(name) + "/" + record->id;
-        const std::uint64_t seq = w.emit(std::move(e));
-        std::string key = inbox_prefix(run, channel, name);
-        put_be64(key, seq);
-        w.txn.put(Db::inbox, key, encode(InboxEntry{std::string(signal_id), text, w.now_us, validated}));
-        if (waiting_for_it) {
-            // Written without the workflow's definition: the host checks it
-            // when the run, made ready here, re-enters its wait.
-            clear_park(w, run, *record);
-            set_status(w, run, *record, RunStatus::ready);
-            put_run(w, run, *record);
-        }
-        result = {SignalOutcome::buffered,
-                  waiting_for_it
-                      ? fmt::format("buffered: run '{}' waits for {} '{}'; the host validates the payload and "
-                                    "delivers it at its next poll",
-                                    run_id, noun, name)
-                      : fmt::format("buffered: run '{}' is not waiting for {} '{}' now; its next wait for it "
-                                    "consumes this",
-                                    run_id, noun, name)};
-    });
-    return result;
+    if (slots.empty()) return results;
+    ops.reserve(slots.size());
+    for (std::size_t i : slots)
+        ops.emplace_back([this, &prepared, &results, i](WriteContext& w) { apply_signal(w, prepared[i], results[i]); });
+    std::vector<std::exception_ptr> errors(ops.size());
+    commits.run(ops, errors);
+    for (const auto& e : errors)
+        if (e) std::rethrow_exception(e);  // a damaged run record
+    return results;
 }
 
 CancelResult EngineCore::cancel(std::string_view run_id, std::string_view reason_in) {

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <span>
 #include <string>
 #include <unordered_map>
 
@@ -48,9 +49,10 @@ public:
     const WorkflowDef* find_definition(std::string_view name) const;
 
     // ---- writes ----
-    RunHandle start(std::string_view workflow, const json& input, const StartOptions& options);
-    SignalResult deliver(std::string_view run, WaitKind channel, std::string_view name, const json& payload,
-                         std::string_view signal_id);
+    /// Checks every request, then starts them all in one commit.
+    std::vector<RunHandle> start(std::span<const StartRequest> requests);
+    /// Checks every request, then applies the accepted ones in one commit.
+    std::vector<SignalResult> deliver(std::span<const SignalRequest> requests);
     CancelResult cancel(std::string_view run, std::string_view reason);
     void retry(std::string_view run);
     PollResult poll();
@@ -66,6 +68,23 @@ public:
     Stats stats();
 
 private:
+    struct PreparedStart {
+        const StartRequest* request = nullptr;
+        std::string text;  // the input as JSON text
+        std::string id;
+    };
+    PreparedStart prepare_start(const StartRequest& request);
+    void apply_start(WriteContext& w, const PreparedStart& start, RunHandle& handle);
+
+    struct PreparedSignal {
+        const SignalRequest* request = nullptr;
+        std::string text;  // the payload as JSON text
+        bool validated = false;
+    };
+    /// Checks what can be checked before writing; a refusal is returned.
+    std::optional<SignalResult> prepare_signal(Txn& read, const SignalRequest& request, PreparedSignal& prepared);
+    void apply_signal(WriteContext& w, const PreparedSignal& prepared, SignalResult& result);
+
     struct Outcome {
         enum class Kind { proceed, parked, finished, stale } kind = Kind::stale;
         std::vector<JournalEntry> appended;

@@ -17,6 +17,7 @@
 
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -115,6 +116,10 @@ public:
     RunHandle start(std::string_view workflow) { return start_json(workflow, json(), {}); }
     RunHandle start_json(std::string_view workflow, const json& input, StartOptions options = {});
 
+    /// Starts many runs in one commit (one sync for all). Every request is
+    /// checked first; a bad one throws before anything is written.
+    std::vector<RunHandle> start_batch(std::span<const StartRequest> requests);
+
     /// Hands a signal to a run. `payload` is JSON text (an HTTP body, say).
     /// With a `signal_id`, a repeat of the same id is reported as duplicate and
     /// stored once. Refusals (unknown run, finished run, invalid payload,
@@ -129,6 +134,9 @@ public:
                         std::string_view signal_id = {}) {
         return deliver(run, WaitKind::signal, name, codec<T>::encode(payload), signal_id);
     }
+
+    /// Delivers many signals and resumes in one commit; one result each.
+    std::vector<SignalResult> signal_batch(std::span<const SignalRequest> requests);
 
     /// Resumes a run parked in ctx.suspend(step_key) with `data` (JSON text).
     /// Sent before the suspend, it is kept and consumed by it. Same outcomes as signal.

@@ -110,6 +110,22 @@ struct [[nodiscard]] CancelResult {
     std::string message;
 };
 
+/// One run to start, for Engine::start_batch.
+struct StartRequest {
+    std::string workflow;
+    json input{};
+    StartOptions options{};
+};
+
+/// One signal (or resume) to deliver, for Engine::signal_batch.
+struct SignalRequest {
+    std::string run;
+    std::string name;  ///< signal name, or step key when kind is suspend
+    json payload{};
+    std::string signal_id{};
+    WaitKind kind = WaitKind::signal;  ///< signal or suspend (resume)
+};
+
 struct RunHandle {
     std::string id;
     bool created = true;  ///< false: a run with this id existed and was returned
