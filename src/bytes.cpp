@@ -3,6 +3,7 @@
 #include <abide/errors.hpp>
 
 #include <array>
+#include <cstring>
 
 namespace abide::detail {
 
@@ -27,7 +28,9 @@ constexpr crc_tables tables = make_tables();
 
 }  // namespace
 
-std::uint32_t crc32c(const void* data, std::size_t size, std::uint32_t seed) {
+namespace {
+
+std::uint32_t crc32c_portable(const void* data, std::size_t size, std::uint32_t seed) {
     const auto* p = static_cast<const unsigned char*>(data);
     std::uint32_t c = ~seed;
     while (size >= 8) {
@@ -40,6 +43,40 @@ std::uint32_t crc32c(const void* data, std::size_t size, std::uint32_t seed) {
     }
     while (size--) c = (c >> 8) ^ tables[0][(c ^ *p++) & 0xff];
     return ~c;
+}
+
+#if defined(__x86_64__)
+// The SSE 4.2 crc32 instruction computes the same CRC-32C, 8 bytes a cycle.
+__attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42(const void* data, std::size_t size, std::uint32_t seed) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    std::uint64_t c = ~seed;
+    while (size >= 8) {
+        std::uint64_t chunk;
+        std::memcpy(&chunk, p, 8);
+        c = __builtin_ia32_crc32di(c, chunk);
+        p += 8;
+        size -= 8;
+    }
+    auto c32 = static_cast<std::uint32_t>(c);
+    while (size--) c32 = __builtin_ia32_crc32qi(c32, *p++);
+    return ~c32;
+}
+#endif
+
+using crc_function = std::uint32_t (*)(const void*, std::size_t, std::uint32_t);
+
+crc_function pick_crc32c() {
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("sse4.2")) return crc32c_sse42;
+#endif
+    return crc32c_portable;
+}
+
+}  // namespace
+
+std::uint32_t crc32c(const void* data, std::size_t size, std::uint32_t seed) {
+    static const crc_function chosen = pick_crc32c();
+    return chosen(data, size, seed);
 }
 
 ByteReader::ByteReader(std::string_view record, std::string what) : what_(std::move(what)) {

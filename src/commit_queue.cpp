@@ -7,7 +7,7 @@
 
 namespace abide::detail {
 
-std::uint64_t WriteContext::emit(Event event) {
+std::uint64_t WriteContext::emit(Event event, std::string_view data_json) {
     if (!next_event_) {
         Cursor c(txn, Db::events);
         next_event_ = c.last() ? get_be64(c.key()) + 1 : 1;
@@ -16,9 +16,12 @@ std::uint64_t WriteContext::emit(Event event) {
     event.at = from_micros(now_us);
     std::string key;
     put_be64(key, event.seq);
-    txn.put(Db::events, key, encode_event(event));
+    txn.put(Db::events, key, encode_event(event, data_json));
     const std::uint64_t seq = event.seq;
-    if (keep_events_) events_.push_back(std::move(event));
+    if (keep_events_) {
+        if (!data_json.empty()) event.data = json::parse(data_json);
+        events_.push_back(std::move(event));
+    }
     return seq;
 }
 

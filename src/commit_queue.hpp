@@ -41,7 +41,9 @@ public:
     Txn& txn;
     const std::int64_t now_us;
     /// Appends to the durable event log (stamped now); returns its seq.
-    std::uint64_t emit(Event event);
+    /// `data_json`, when given, is the event's data as JSON text (stored as is,
+    /// so callers holding text need not parse it); otherwise event.data is used.
+    std::uint64_t emit(Event event, std::string_view data_json = {});
     std::vector<Event> take_events() { return std::move(events_); }
 
 private:

@@ -170,8 +170,7 @@ Event wake_event(Event base, WaitKind parked_on, const JournalEntry& wake) {
             } else {
                 base.type = EventType::signal_delivered;
             }
-            base.data = parse_or_null(wake.value);
-            break;
+            break;  // the payload goes in as text: see emit_wake
         case WakeReason::timeout: base.type = EventType::timed_out; break;
         case WakeReason::timer: base.type = EventType::woke; break;
         case WakeReason::cancelled:
@@ -184,11 +183,16 @@ Event wake_event(Event base, WaitKind parked_on, const JournalEntry& wake) {
 
 }  // namespace
 
+void EngineCore::emit_wake(WriteContext& w, const RunRecord& record, WaitKind parked_on, const JournalEntry& wake) {
+    w.emit(wake_event(event_for({}, record, wake.name), parked_on, wake),
+           wake.reason == WakeReason::payload ? std::string_view(wake.value) : std::string_view());
+}
+
 void EngineCore::wake_parked(WriteContext& w, std::uint64_t run, RunRecord& record, JournalEntry wake) {
     const ParkState park = *record.park;
     wake.name = park.name;
     if (wake.started_us == 0) wake.started_us = wake.finished_us = w.now_us;
-    if (wake.reason != WakeReason::cancelled) w.emit(wake_event(event_for({}, record, park.name), park.kind, wake));
+    if (wake.reason != WakeReason::cancelled) emit_wake(w, record, park.kind, wake);
     append_journal(w, run, record, wake);
     clear_park(w, run, record);
     set_status(w, run, record, RunStatus::ready);
@@ -246,13 +250,13 @@ std::optional<JournalEntry> EngineCore::park_or_wake(WriteContext& w, std::uint6
     }
     if (park.kind == EntryKind::wait) {
         if (auto buffered = take_buffered(w, run, record, park.wait_kind, park.name)) {
-            w.emit(wake_event(event_for({}, record, park.name), kind, *buffered));
+            emit_wake(w, record, kind, *buffered);
             return buffered;
         }
     }
     if (park.deadline_us != 0 && park.deadline_us <= w.now_us) {
         wake.reason = park.kind == EntryKind::wait ? WakeReason::timeout : WakeReason::timer;
-        w.emit(wake_event(event_for({}, record, park.name), kind, wake));
+        emit_wake(w, record, kind, wake);
         return wake;
     }
     ParkState state;
@@ -270,10 +274,9 @@ std::optional<JournalEntry> EngineCore::park_or_wake(WriteContext& w, std::uint6
     static constexpr EventType park_events[] = {EventType::waiting, EventType::waiting, EventType::suspended,
                                                 EventType::sleeping, EventType::step_retrying};
     Event e = event_for(park_events[static_cast<std::size_t>(kind)], record, park.name);
-    e.data = parse_or_null(state.data);
     if (kind == WaitKind::suspend) e.topic = park.name + "/" + record.id;
     if (park.deadline_us != 0) e.deadline = from_micros(park.deadline_us);
-    w.emit(std::move(e));
+    w.emit(std::move(e), state.data);
 
     record.park = std::move(state);
     set_status(w, run, record, RunStatus::waiting);
@@ -312,10 +315,9 @@ void EngineCore::apply_request(WriteContext& w, const RunInstance& instance, Out
         case Request::Kind::append: {
             append_journal(w, run, record, req.entry);
             if (record.status == RunStatus::ready) set_status(w, run, record, RunStatus::running);
+            // The result itself is in the journal (trace); the event names the step.
             if (req.entry.kind == EntryKind::step_ok) {
-                Event e = event_for(EventType::step_completed, record, req.entry.name);
-                e.data = parse_or_null(req.entry.value);
-                w.emit(std::move(e));
+                w.emit(event_for(EventType::step_completed, record, req.entry.name));
             } else if (req.entry.kind == EntryKind::step_error) {
                 Event e = event_for(EventType::step_failed, record, req.entry.name);
                 e.data = json{{"type", req.entry.error_type}, {"message", req.entry.error_message}};
@@ -356,11 +358,10 @@ void EngineCore::apply_request(WriteContext& w, const RunInstance& instance, Out
                                                           EventType::completed, EventType::failed,
                                                           EventType::cancelled};
             Event e = event_for(finish_events[static_cast<std::size_t>(req.final_status)], record);
-            if (req.final_status == RunStatus::completed)
-                e.data = parse_or_null(req.output);
-            else if (req.error)
+            if (req.error)
                 e.data = json{{"id", req.error->id}, {"type", req.error->type}, {"message", req.error->message}};
-            w.emit(std::move(e));
+            w.emit(std::move(e), req.final_status == RunStatus::completed ? std::string_view(req.output)
+                                                                          : std::string_view());
             put_run(w, run, record);
             out.kind = Outcome::Kind::finished;
             out.final_status = req.final_status;
@@ -417,9 +418,7 @@ void EngineCore::apply_start(WriteContext& w, const PreparedStart& p, RunHandle&
     w.txn.put(Db::run_ids, record.id, run_key(run));
     w.txn.put(Db::ready, run_key(run), {});
     w.txn.put(Db::by_status, status_key(RunStatus::ready, run), record.workflow);
-    Event e = event_for(EventType::started, record);
-    e.data = p.request->input;
-    w.emit(std::move(e));
+    w.emit(event_for(EventType::started, record));  // the input is in the run record
     put_run(w, run, record);
 }
 
@@ -538,9 +537,8 @@ void EngineCore::apply_signal(WriteContext& w, const PreparedSignal& p, SignalRe
         return;
     }
     Event e = event_for(EventType::signal_buffered, *record, name);
-    e.data = req.payload;
     if (req.kind == WaitKind::suspend) e.topic = name + "/" + record->id;
-    const std::uint64_t seq = w.emit(std::move(e));
+    const std::uint64_t seq = w.emit(std::move(e), p.text);
     std::string key = inbox_prefix(run, req.kind, name);
     put_be64(key, seq);
     w.txn.put(Db::inbox, key, encode(InboxEntry{req.signal_id, p.text, w.now_us, p.validated}));

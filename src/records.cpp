@@ -173,7 +173,7 @@ InboxEntry decode_inbox_entry(std::string_view bytes) {
     return e;
 }
 
-std::string encode_event(const Event& ev) {
+std::string encode_event(const Event& ev, std::string_view data_json) {
     ByteWriter w(record_version);
     w.u8(static_cast<std::uint8_t>(ev.type));
     w.svarint(to_micros(ev.at));
@@ -181,7 +181,10 @@ std::string encode_event(const Event& ev) {
     w.str(ev.workflow);
     w.str(ev.name);
     w.str(ev.topic);
-    w.str(ev.data.is_null() ? std::string() : ev.data.dump());
+    if (!data_json.empty())
+        w.str(data_json);
+    else
+        w.str(ev.data.is_null() ? std::string() : ev.data.dump());
     w.svarint(ev.deadline ? to_micros(*ev.deadline) : 0);
     return std::move(w).finish();
 }

@@ -106,7 +106,8 @@ struct InboxEntry {
 std::string encode(const InboxEntry&);
 InboxEntry decode_inbox_entry(std::string_view bytes);
 
-std::string encode_event(const Event&);
+/// `data_json` overrides event.data when not empty.
+std::string encode_event(const Event&, std::string_view data_json = {});
 Event decode_event(std::string_view bytes, std::uint64_t seq);
 
 /// Public view of a stored run.

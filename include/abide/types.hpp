@@ -132,6 +132,11 @@ struct RunHandle {
     operator std::string_view() const noexcept { return id; }
 };
 
+/// Event data by type: waiting (the metadata), suspended (the suspend data),
+/// signal_buffered / signal_delivered / resumed (the payload), step_failed and
+/// failed (the error), completed (the output), cancel_requested and cancelled
+/// (the reason). started and step_completed carry none: the input is in
+/// status(run) and step results are in trace(run).
 enum class EventType : std::uint8_t {
     started = 1,
     step_completed = 2,
