@@ -61,6 +61,11 @@ void throw_storage_error(int rc, std::string_view doing) {
     }
 }
 
+WriteTap& write_tap() {
+    static WriteTap tap;
+    return tap;
+}
+
 // ---- Txn -------------------------------------------------------------------
 
 Txn::Txn(Storage& storage, bool writable) : storage_(storage), writable_(writable) {
@@ -107,6 +112,7 @@ void Txn::put(Db db, std::string_view key, std::string_view value) {
     MDB_val k = to_val(key), v = to_val(value);
     int rc = mdb_put(txn_, storage_.dbi(db), &k, &v, 0);
     if (rc != 0) throw_storage_error(rc, std::string("writing ") + db_names[static_cast<std::size_t>(db)]);
+    if (auto& tap = write_tap().observe) tap(WriteTap::Op::put, db, key, value);
 }
 
 bool Txn::del(Db db, std::string_view key) {
@@ -114,6 +120,7 @@ bool Txn::del(Db db, std::string_view key) {
     int rc = mdb_del(txn_, storage_.dbi(db), &k, nullptr);
     if (rc == MDB_NOTFOUND) return false;
     if (rc != 0) throw_storage_error(rc, std::string("deleting from ") + db_names[static_cast<std::size_t>(db)]);
+    if (auto& tap = write_tap().observe) tap(WriteTap::Op::del, db, key, {});
     return true;
 }
 
@@ -122,11 +129,13 @@ void Txn::commit() {
     int rc = mdb_txn_commit(std::exchange(txn_, nullptr));
     map_lock_.unlock();
     if (rc != 0) throw_storage_error(rc, "committing");
+    if (writable_)
+        if (auto& tap = write_tap().observe) tap(WriteTap::Op::commit, Db::meta, {}, {});
 }
 
 // ---- Cursor ----------------------------------------------------------------
 
-Cursor::Cursor(const Txn& txn, Db db) {
+Cursor::Cursor(const Txn& txn, Db db) : db_(db) {
     int rc = mdb_cursor_open(txn.txn_, txn.storage_.dbi(db), &cursor_);
     if (rc != 0) throw_storage_error(rc, "opening a cursor");
 }
@@ -153,8 +162,10 @@ bool Cursor::next() { return move(MDB_NEXT); }
 bool Cursor::prev() { return move(MDB_PREV); }
 
 void Cursor::del() {
+    const std::string deleted = write_tap().observe ? std::string(key_) : std::string();
     int rc = mdb_cursor_del(cursor_, 0);
     if (rc != 0) throw_storage_error(rc, "deleting at a cursor");
+    if (auto& tap = write_tap().observe) tap(WriteTap::Op::del, db_, deleted, {});
     // After a delete LMDB leaves the cursor on the following entry.
     if (!move(MDB_GET_CURRENT)) key_ = value_ = {};
 }

@@ -21,6 +21,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <shared_mutex>
@@ -41,6 +42,16 @@ enum class Db : std::uint8_t {
 [[noreturn]] void throw_storage_error(int rc, std::string_view doing);
 
 class Storage;
+
+/// Observes every write of every transaction, in order (benchmarks replay them
+/// on raw LMDB as the baseline for the same writes). `key`/`value` are valid
+/// only during the call. Set it before opening an engine; not for production.
+struct WriteTap {
+    enum class Op { put, del, commit };
+    std::function<void(Op op, Db db, std::string_view key, std::string_view value)> observe;
+};
+/// The process-wide tap (empty: no overhead beyond a branch).
+WriteTap& write_tap();
 
 /// A read or write transaction. Views returned by get() and cursors stay
 /// valid until the transaction ends or, in a write transaction, the next write.
@@ -91,6 +102,7 @@ public:
 private:
     bool move(int op, std::string_view key = {});
     MDB_cursor* cursor_ = nullptr;
+    Db db_;
     std::string_view key_, value_;
 };
 
