@@ -31,12 +31,42 @@ inline std::uint32_t get_be32(std::string_view in, std::size_t at = 0) {
     return v;
 }
 
+/// A key of fixed-width fields, built without allocating.
+class FixedKey {
+public:
+    FixedKey& u8(std::uint8_t v) {
+        data_[size_++] = static_cast<char>(v);
+        return *this;
+    }
+    FixedKey& be64(std::uint64_t v) {
+        for (int shift = 56; shift >= 0; shift -= 8) data_[size_++] = static_cast<char>((v >> shift) & 0xff);
+        return *this;
+    }
+    FixedKey& be32(std::uint32_t v) {
+        for (int shift = 24; shift >= 0; shift -= 8) data_[size_++] = static_cast<char>((v >> shift) & 0xff);
+        return *this;
+    }
+    operator std::string_view() const noexcept { return {data_, size_}; }  // NOLINT(google-explicit-constructor)
+    std::string str() const { return {data_, size_}; }
+
+private:
+    char data_[24];
+    std::size_t size_ = 0;
+};
+
 /// Appends fields to a record; finish() adds the checksum.
 class ByteWriter {
 public:
-    explicit ByteWriter(std::uint8_t version) { out_.push_back(static_cast<char>(version)); }
+    explicit ByteWriter(std::uint8_t version) {
+        out_.reserve(96);
+        out_.push_back(static_cast<char>(version));
+    }
     void u8(std::uint8_t v) { out_.push_back(static_cast<char>(v)); }
     void varint(std::uint64_t v) {
+        if (v < 0x80) {
+            out_.push_back(static_cast<char>(v));
+            return;
+        }
         while (v >= 0x80) {
             out_.push_back(static_cast<char>((v & 0x7f) | 0x80));
             v >>= 7;

@@ -8,17 +8,9 @@ namespace abide::detail {
 
 // ---- keys --------------------------------------------------------------------
 
-std::string run_key(std::uint64_t run) {
-    std::string k;
-    put_be64(k, run);
-    return k;
-}
+FixedKey run_key(std::uint64_t run) { return FixedKey().be64(run); }
 
-std::string journal_key(std::uint64_t run, std::uint32_t seq) {
-    std::string k = run_key(run);
-    put_be32(k, seq);
-    return k;
-}
+FixedKey journal_key(std::uint64_t run, std::uint32_t seq) { return FixedKey().be64(run).be32(seq); }
 
 std::string waits_key(std::string_view name, std::uint64_t run) {
     std::string k(name);
@@ -27,22 +19,16 @@ std::string waits_key(std::string_view name, std::uint64_t run) {
     return k;
 }
 
-std::string status_key(RunStatus status, std::uint64_t run) {
-    std::string k(1, static_cast<char>(status));
-    put_be64(k, run);
-    return k;
+FixedKey status_key(RunStatus status, std::uint64_t run) {
+    return FixedKey().u8(static_cast<std::uint8_t>(status)).be64(run);
 }
 
-std::string timer_key(std::int64_t deadline_us, std::uint64_t run, std::uint32_t seq) {
-    std::string k;
-    put_be64(k, static_cast<std::uint64_t>(deadline_us));
-    put_be64(k, run);
-    put_be32(k, seq);
-    return k;
+FixedKey timer_key(std::int64_t deadline_us, std::uint64_t run, std::uint32_t seq) {
+    return FixedKey().be64(static_cast<std::uint64_t>(deadline_us)).be64(run).be32(seq);
 }
 
 std::string inbox_prefix(std::uint64_t run, WaitKind kind, std::string_view name) {
-    std::string k = run_key(run);
+    std::string k = run_key(run).str();
     k.push_back(static_cast<char>(kind));
     k.append(name);
     k.push_back('\0');
@@ -284,7 +270,7 @@ std::optional<JournalEntry> EngineCore::park_or_wake(WriteContext& w, std::uint6
 }
 
 void EngineCore::drop_inbox(WriteContext& w, std::uint64_t run, const RunRecord& record) {
-    const std::string prefix = run_key(run);
+    const std::string prefix = run_key(run).str();
     Cursor c(w.txn, Db::inbox);
     while (c.seek(prefix) && c.key().substr(0, prefix.size()) == prefix) {
         std::string key(c.key());
@@ -492,7 +478,7 @@ void EngineCore::apply_signal(WriteContext& w, const PreparedSignal& p, SignalRe
     }
     // A repeated id is a duplicate even after the run finished: the sender's
     // first copy was accepted, which is what a retrying sender asks.
-    const std::string id_key = run_key(run) + req.signal_id;
+    const std::string id_key = run_key(run).str() + req.signal_id;
     if (!req.signal_id.empty() && w.txn.get(Db::signal_ids, id_key)) {
         result = refuse(SignalOutcome::duplicate,
                         fmt::format("signal id '{}' was already accepted for run '{}'; this copy was not stored again",

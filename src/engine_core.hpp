@@ -3,6 +3,7 @@
 // parked fibers. Queries live in queries.cpp.
 #pragma once
 
+#include "bytes.hpp"
 #include "commit_queue.hpp"
 #include "fiber.hpp"
 #include "records.hpp"
@@ -24,11 +25,11 @@
 namespace abide::detail {
 
 /// Keys of the storage layout (see storage.hpp).
-std::string run_key(std::uint64_t run);
-std::string journal_key(std::uint64_t run, std::uint32_t seq);
+FixedKey run_key(std::uint64_t run);
+FixedKey journal_key(std::uint64_t run, std::uint32_t seq);
 std::string waits_key(std::string_view name, std::uint64_t run);
-std::string status_key(RunStatus status, std::uint64_t run);
-std::string timer_key(std::int64_t deadline_us, std::uint64_t run, std::uint32_t seq);
+FixedKey status_key(RunStatus status, std::uint64_t run);
+FixedKey timer_key(std::int64_t deadline_us, std::uint64_t run, std::uint32_t seq);
 std::string inbox_prefix(std::uint64_t run, WaitKind kind, std::string_view name);
 
 class EngineCore {
