@@ -133,11 +133,12 @@ std::string Trace::render() const {
         if (e.error)
             line += fmt::format(" FAILED {}: {}", e.error->type, e.error->message);
         else if (!e.value.is_null() && !(e.value.is_object() && e.value.empty()))
-            line += " " + e.value.dump();
-        if (!e.detail.empty()) line += " [" + e.detail + "]";
-        if (e.deadline) line += " until " + iso_time(*e.deadline);
+            line += fmt::format(" {}", e.value.dump());
+        if (!e.detail.empty()) line += fmt::format(" [{}]", e.detail);
+        if (e.deadline) line += fmt::format(" until {}", iso_time(*e.deadline));
         if (e.kind == "step" && us > 0) line += fmt::format(" ({} us)", us);
-        out += line + "\n";
+        out += line;
+        out += '\n';
     }
     if (run.output) out += fmt::format("  output   {}\n", run.output->dump());
     if (run.error) out += fmt::format("  error    {}\n", run.error->message);
