@@ -5,7 +5,9 @@
 // it": a record that fails its checksum is reported, never decoded.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
+#include <cstring>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -54,24 +56,25 @@ private:
     std::size_t size_ = 0;
 };
 
-/// Appends fields to a record; finish() adds the checksum.
+/// Appends fields to a record; finish() adds the checksum. Writes through a
+/// raw pointer into a buffer it grows itself: records are built on every
+/// step, and per-byte string appends cost more than the fields.
 class ByteWriter {
 public:
-    explicit ByteWriter(std::uint8_t version) {
-        out_.reserve(96);
-        out_.push_back(static_cast<char>(version));
+    explicit ByteWriter(std::uint8_t version) : out_(128, '\0') { u8(version); }
+    void u8(std::uint8_t v) {
+        reserve(1);
+        out_[pos_++] = static_cast<char>(v);
     }
-    void u8(std::uint8_t v) { out_.push_back(static_cast<char>(v)); }
     void varint(std::uint64_t v) {
-        if (v < 0x80) {
-            out_.push_back(static_cast<char>(v));
-            return;
-        }
+        reserve(10);
+        char* p = out_.data() + pos_;
         while (v >= 0x80) {
-            out_.push_back(static_cast<char>((v & 0x7f) | 0x80));
+            *p++ = static_cast<char>((v & 0x7f) | 0x80);
             v >>= 7;
         }
-        out_.push_back(static_cast<char>(v));
+        *p++ = static_cast<char>(v);
+        pos_ = static_cast<std::size_t>(p - out_.data());
     }
     /// Signed values (times, which may precede 1970) zig-zag encoded.
     void svarint(std::int64_t v) {
@@ -79,19 +82,24 @@ public:
     }
     void str(std::string_view s) {
         varint(s.size());
-        out_.append(s);
+        reserve(s.size());
+        if (!s.empty()) std::memcpy(out_.data() + pos_, s.data(), s.size());
+        pos_ += s.size();
     }
     std::string finish() && {
-        put_crc();
+        const std::uint32_t c = crc32c(out_.data(), pos_);
+        reserve(4);
+        for (int shift = 24; shift >= 0; shift -= 8) out_[pos_++] = static_cast<char>((c >> shift) & 0xff);
+        out_.resize(pos_);
         return std::move(out_);
     }
 
 private:
-    void put_crc() {
-        std::uint32_t c = crc32c(out_.data(), out_.size());
-        put_be32(out_, c);
+    void reserve(std::size_t n) {
+        if (pos_ + n > out_.size()) out_.resize(std::max(out_.size() * 2, pos_ + n));
     }
     std::string out_;
+    std::size_t pos_ = 0;
 };
 
 /// Reads fields back; any overrun or checksum mismatch throws FormatError

@@ -311,7 +311,7 @@ void EngineCore::apply_request(WriteContext& w, const RunInstance& instance, Out
             }
             put_run(w, run, record);
             out.kind = Outcome::Kind::proceed;
-            out.appended.push_back(req.entry);
+            out.request_entry_appended = true;
             return;
         }
         case Request::Kind::park: {
@@ -320,12 +320,12 @@ void EngineCore::apply_request(WriteContext& w, const RunInstance& instance, Out
             if (req.new_entry) {
                 seq = record.journal_len;
                 append_journal(w, run, record, req.entry);
-                out.appended.push_back(req.entry);
+                out.request_entry_appended = true;
             }
             if (record.status == RunStatus::ready) set_status(w, run, record, RunStatus::running);
             if (auto wake = park_or_wake(w, run, record, req.entry, seq)) {
                 append_journal(w, run, record, *wake);
-                out.appended.push_back(std::move(*wake));
+                out.wake = std::move(*wake);
                 out.kind = Outcome::Kind::proceed;
             } else {
                 out.kind = Outcome::Kind::parked;
@@ -801,11 +801,11 @@ void EngineCore::drive(std::vector<std::unique_ptr<RunInstance>> active, PollRes
             }
             switch (out.kind) {
                 case Outcome::Kind::proceed:
-                    active[i]->append_committed(std::move(out.appended));
+                    active[i]->committed(out.request_entry_appended, std::move(out.wake));
                     next.push_back(std::move(active[i]));
                     break;
                 case Outcome::Kind::parked:
-                    active[i]->append_committed(std::move(out.appended));
+                    active[i]->committed(out.request_entry_appended, std::move(out.wake));
                     ++result.waiting;
                     release(std::move(active[i]), true);
                     break;

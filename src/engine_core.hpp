@@ -88,7 +88,10 @@ private:
 
     struct Outcome {
         enum class Kind { proceed, parked, finished, stale } kind = Kind::stale;
-        std::vector<JournalEntry> appended;
+        /// The request's entry (a step result, a park) was journaled.
+        bool request_entry_appended = false;
+        /// A park was answered at once: this wake entry follows it.
+        std::optional<JournalEntry> wake;
         RunStatus final_status = RunStatus::completed;
     };
 

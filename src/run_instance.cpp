@@ -29,6 +29,13 @@ std::string describe_call(EntryKind kind, WaitKind wait_kind, std::string_view n
     return "unknown";
 }
 
+bool holds_float(const json& v) {
+    if (v.is_number_float()) return true;
+    if (v.is_structured())
+        for (const auto& item : v) if (holds_float(item)) return true;
+    return false;
+}
+
 bool is_step(EntryKind k) {
     return k == EntryKind::step_ok || k == EntryKind::step_error || k == EntryKind::step_retry;
 }
@@ -58,6 +65,11 @@ std::uint64_t RunInstance::core_random() { return core_.random64(); }
 
 void RunInstance::append_committed(std::vector<JournalEntry> entries) {
     for (auto& e : entries) journal_.push_back(std::move(e));
+}
+
+void RunInstance::committed(bool request_entry_appended, std::optional<JournalEntry> wake) {
+    if (request_entry_appended) journal_.push_back(std::move(request_.entry));
+    if (wake) journal_.push_back(std::move(*wake));
 }
 
 void RunInstance::advance() {
@@ -225,15 +237,16 @@ json RunInstance::run_step(std::string_view name, const StepOptions& options,
         }
         // Live: run the body. If the process dies before the result is
         // committed, recovery runs it again (at-least-once).
-        StepContext sc(id_, std::string(name), attempt, fmt::format("{}:{}", id_, position));
+        StepContext sc(id_, std::string(name), attempt, id_ + ':' + std::to_string(position));
         JournalEntry entry;
         entry.name = std::string(name);
         entry.attempt = attempt;
         entry.started_us = to_micros(core_.now());
         std::optional<ErrorInfo> failure;
+        json value;
         in_step_ = true;
         try {
-            json value = body(sc);
+            value = body(sc);
             entry.value = value.dump();
             if (entry.value.size() > core_.options.max_payload_bytes)
                 failure = ErrorInfo{"abide.payload.too_large", "abide::PayloadError",
@@ -252,8 +265,10 @@ json RunInstance::run_step(std::string_view name, const StepOptions& options,
         entry.finished_us = to_micros(core_.now());
         if (!failure) {
             entry.kind = EntryKind::step_ok;
-            // What replay will return: the stored text, parsed.
-            return json::parse(append(std::move(entry)).value);
+            // The workflow gets what replay will return: the stored text,
+            // parsed. Only floating-point numbers can change on the way.
+            const JournalEntry& stored = append(std::move(entry));
+            return holds_float(value) ? json::parse(stored.value) : value;
         }
         entry.value.clear();
         entry.error_type = failure->type;

@@ -57,6 +57,9 @@ public:
     /// Entries known to the instance; equals the run's journal_len when in sync.
     std::uint32_t journal_size() const noexcept { return static_cast<std::uint32_t>(journal_.size()); }
     void append_committed(std::vector<JournalEntry> entries);
+    /// After the commit of this instance's request: moves the request's entry
+    /// (if it was journaled) and the wake that answered it into the journal.
+    void committed(bool request_entry_appended, std::optional<JournalEntry> wake);
     /// Runs the fiber until it sets its next request (or finishes).
     void advance();
     const Request& request() const noexcept { return request_; }
