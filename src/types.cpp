@@ -25,7 +25,9 @@ std::string_view name_of(E value, const std::array<std::string_view, N>& names) 
 constexpr std::array<std::string_view, 7> run_status_names = {"", "ready", "running", "waiting",
                                                               "completed", "failed", "cancelled"};
 
-std::string iso_time(TimePoint t) {
+}  // namespace
+
+std::string format_time(TimePoint t) {
     const std::int64_t us = detail::to_micros(t);
     std::time_t secs = static_cast<std::time_t>(us >= 0 ? us / 1000000 : (us - 999999) / 1000000);
     std::tm tm{};
@@ -34,9 +36,31 @@ std::string iso_time(TimePoint t) {
                        tm.tm_hour, tm.tm_min, tm.tm_sec, (us - static_cast<std::int64_t>(secs) * 1000000) / 1000);
 }
 
+namespace {
+
 json error_json(const ErrorInfo& e) { return json{{"id", e.id}, {"type", e.type}, {"message", e.message}}; }
 
 }  // namespace
+
+json RunInfo::to_json() const {
+    json j{{"id", id},
+           {"workflow", workflow},
+           {"status", to_string(status)},
+           {"created", format_time(created)},
+           {"updated", format_time(updated)},
+           {"input", input},
+           {"journal_entries", journal_entries}};
+    if (waiting) {
+        j["waiting"] = {{"kind", to_string(waiting->kind)},
+                        {"name", waiting->name},
+                        {"data", waiting->data},
+                        {"since", format_time(waiting->since)},
+                        {"deadline", waiting->deadline ? json(format_time(*waiting->deadline)) : json()}};
+    }
+    if (output) j["output"] = *output;
+    if (error) j["error"] = error_json(*error);
+    return j;
+}
 
 std::string_view to_string(RunStatus s) { return name_of(s, run_status_names); }
 
@@ -74,11 +98,11 @@ std::string_view to_string(EventType t) {
 }
 
 json Event::to_json() const {
-    json j{{"seq", seq},       {"event_type", to_string(type)}, {"at", iso_time(at)},
+    json j{{"seq", seq},       {"event_type", to_string(type)}, {"at", format_time(at)},
            {"run_id", run_id}, {"workflow", workflow},          {"data", data}};
     if (!name.empty()) j["name"] = name;
     if (!topic.empty()) j["topic"] = topic;
-    if (deadline) j["deadline"] = iso_time(*deadline);
+    if (deadline) j["deadline"] = format_time(*deadline);
     return j;
 }
 
@@ -95,29 +119,19 @@ json Stats::to_json() const {
 }
 
 json Trace::to_json() const {
-    json j{{"run_id", run.id},
-           {"workflow", run.workflow},
-           {"status", to_string(run.status)},
-           {"created", iso_time(run.created)},
-           {"updated", iso_time(run.updated)},
-           {"input", run.input}};
-    if (run.output) j["output"] = *run.output;
-    if (run.error) j["error"] = error_json(*run.error);
-    if (run.waiting) {
-        j["waiting"] = {{"kind", to_string(run.waiting->kind)}, {"name", run.waiting->name}, {"data", run.waiting->data}};
-        if (run.waiting->deadline) j["waiting"]["deadline"] = iso_time(*run.waiting->deadline);
-    }
+    json j = run.to_json();
+    j["run_id"] = run.id;  // the trace's own name for the id
     json list = json::array();
     for (const TraceEntry& e : entries) {
         json x{{"seq", e.seq},
                {"kind", e.kind},
-               {"started", iso_time(e.started)},
+               {"started", format_time(e.started)},
                {"duration_us", std::chrono::duration_cast<std::chrono::microseconds>(e.finished - e.started).count()}};
         if (!e.name.empty()) x["name"] = e.name;
         if (!e.value.is_null()) x["value"] = e.value;
         if (e.error) x["error"] = error_json(*e.error);
         if (!e.detail.empty()) x["detail"] = e.detail;
-        if (e.deadline) x["deadline"] = iso_time(*e.deadline);
+        if (e.deadline) x["deadline"] = format_time(*e.deadline);
         list.push_back(std::move(x));
     }
     j["entries"] = std::move(list);
@@ -129,13 +143,13 @@ std::string Trace::render() const {
     out += fmt::format("  input    {}\n", run.input.dump());
     for (const TraceEntry& e : entries) {
         const auto us = std::chrono::duration_cast<std::chrono::microseconds>(e.finished - e.started).count();
-        std::string line = fmt::format("  #{:<3} {} {:<10} {}", e.seq, iso_time(e.started), e.kind, e.name);
+        std::string line = fmt::format("  #{:<3} {} {:<10} {}", e.seq, format_time(e.started), e.kind, e.name);
         if (e.error)
             line += fmt::format(" FAILED {}: {}", e.error->type, e.error->message);
         else if (!e.value.is_null() && !(e.value.is_object() && e.value.empty()))
             line += fmt::format(" {}", e.value.dump());
         if (!e.detail.empty()) line += fmt::format(" [{}]", e.detail);
-        if (e.deadline) line += fmt::format(" until {}", iso_time(*e.deadline));
+        if (e.deadline) line += fmt::format(" until {}", format_time(*e.deadline));
         if (e.kind == "step" && us > 0) line += fmt::format(" ({} us)", us);
         out += line;
         out += '\n';
@@ -144,7 +158,7 @@ std::string Trace::render() const {
     if (run.error) out += fmt::format("  error    {}\n", run.error->message);
     if (run.waiting)
         out += fmt::format("  waiting  {} '{}' {}\n", to_string(run.waiting->kind), run.waiting->name,
-                           run.waiting->deadline ? "until " + iso_time(*run.waiting->deadline) : std::string());
+                           run.waiting->deadline ? "until " + format_time(*run.waiting->deadline) : std::string());
     return out;
 }
 

@@ -62,7 +62,14 @@ struct RunInfo {
     std::optional<ErrorInfo> error; ///< when failed or cancelled
     std::optional<WaitInfo> waiting;///< when waiting
     std::uint32_t journal_entries = 0;
+    /// {id, workflow, status, created, updated, input, journal_entries,
+    /// waiting {kind, name, data, since, deadline}, output, error}.
+    json to_json() const;
 };
+
+/// UTC ISO 8601 with milliseconds, e.g. "2026-11-23T18:49:44.123Z": how abide
+/// writes times in JSON, traces and the abide command.
+std::string format_time(TimePoint t);
 
 struct RunQuery {
     std::optional<RunStatus> status{};
