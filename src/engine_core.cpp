@@ -682,7 +682,8 @@ std::size_t EngineCore::fire_due_timers(PollResult& result) {
     }
 }
 
-std::vector<std::unique_ptr<RunInstance>> EngineCore::claim_ready(const std::set<std::uint64_t>& skip) {
+std::vector<std::unique_ptr<RunInstance>> EngineCore::claim_ready(std::set<std::uint64_t>& skip,
+                                                                  std::vector<std::string>& problems) {
     // Phase 1: pick candidates and mark them executing in this process.
     std::vector<std::uint64_t> candidates;
     {
@@ -744,8 +745,11 @@ std::vector<std::unique_ptr<RunInstance>> EngineCore::claim_ready(const std::set
                 if (!instance) instance = std::make_unique<RunInstance>(*this, *def, run, record);
                 instance->append_committed(std::move(entries));
                 claimed.push_back(std::move(instance));
-            } catch (const FormatError&) {
-                unclaim();  // damaged: leave it for an operator
+            } catch (const FormatError& e) {
+                // Damaged: say so, leave it for an operator, go on with the rest.
+                problems.push_back(e.what());
+                skip.insert(run);
+                unclaim();
             }
         }
     }
@@ -795,6 +799,11 @@ void EngineCore::drive(std::vector<std::unique_ptr<RunInstance>> active, PollRes
         for (std::size_t i = 0; i < active.size(); ++i) {
             Outcome& out = outcomes[i];
             if (errors[i]) {
+                try {
+                    std::rethrow_exception(errors[i]);
+                } catch (const std::exception& e) {
+                    result.problems.push_back(e.what());
+                }
                 skip.insert(active[i]->run_number());
                 release(std::move(active[i]), false);
                 continue;
@@ -830,7 +839,7 @@ PollResult EngineCore::poll() {
     result.timers_fired = fire_due_timers(result);
     std::set<std::uint64_t> skip;  // runs that failed to commit in this poll
     for (;;) {
-        auto batch = claim_ready(skip);
+        auto batch = claim_ready(skip, result.problems);
         if (batch.empty()) break;
         drive(std::move(batch), result, skip);
     }

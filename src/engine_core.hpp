@@ -117,8 +117,10 @@ private:
 
     std::size_t fire_due_timers(PollResult& result);
     /// Takes up to max_runs_per_round ready runs not executing elsewhere in
-    /// this process (nor in `skip`), with their journals loaded.
-    std::vector<std::unique_ptr<RunInstance>> claim_ready(const std::set<std::uint64_t>& skip);
+    /// this process (nor in `skip`), with their journals loaded. A damaged run
+    /// goes into `skip` and its error into `problems`.
+    std::vector<std::unique_ptr<RunInstance>> claim_ready(std::set<std::uint64_t>& skip,
+                                                          std::vector<std::string>& problems);
     /// Advances the runs together, one shared commit per round, until each
     /// has parked or finished. Runs whose commit failed go into `skip`.
     void drive(std::vector<std::unique_ptr<RunInstance>> batch, PollResult& result, std::set<std::uint64_t>& skip);

@@ -191,6 +191,9 @@ struct PollResult {
     std::size_t timers_fired = 0;
     std::size_t commits = 0;        ///< write transactions this poll committed
     std::optional<TimePoint> next_deadline;
+    /// Runs this poll could not advance, one error each (a damaged record,
+    /// say: FormatError text naming the run). Other runs went on.
+    std::vector<std::string> problems;
 };
 
 /// Counts for operators (Engine::stats). Counting walks the status index.
