@@ -1,14 +1,19 @@
-// Test support: a temporary database per test case and a clock tests move by hand.
+// Test support: a temporary database per test case, a clock tests move by hand,
+// the fixtures built on them, and checks that several test files share.
 #pragma once
 
 #include <abide/abide.hpp>
+
+#include <catch2/catch.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unistd.h>
@@ -78,6 +83,91 @@ inline EngineOptions test_options(const TempDir& dir, const ManualClock& clock, 
     o.durability = Durability::unsynced;
     o.cache_size = cache_size;
     return o;
+}
+
+/// A fixture: a temporary database, a manual clock and an engine open on them.
+struct EngineFixture {
+    TempDir dir;
+    ManualClock clock;
+    Engine engine{test_options(dir, clock)};
+};
+
+/// A database file and a clock that outlive the engines opened on them, so a
+/// test can destroy the engine and reopen the same file, or open it with
+/// options of its own.
+struct Reopenable {
+    TempDir dir;
+    ManualClock clock;
+    std::unique_ptr<Engine> engine;
+    /// When set, defines the workflows on every engine opened.
+    std::function<void(Engine&)> define;
+
+    EngineOptions options(std::size_t cache_size = 1024) const { return test_options(dir, clock, cache_size); }
+    /// Closes the open engine, if any, and opens a new one on the same file.
+    Engine& open(EngineOptions o) {
+        engine.reset();
+        engine = std::make_unique<Engine>(std::move(o));
+        if (define) define(*engine);
+        return *engine;
+    }
+    Engine& open(std::size_t cache_size = 1024) { return open(options(cache_size)); }
+    void close() { engine.reset(); }
+};
+
+/// A fixture base that runs its test case twice: with cache_size 0, so that
+/// every resume replays the workflow from its journal, and with the default
+/// cache. Every failure report of the test case names the size, as
+/// CAPTURE(cache_size) in its body would.
+class EachCacheSize {
+public:
+    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
+
+private:
+    Catch::ScopedMessage captured_{Catch::MessageBuilder("CAPTURE", CATCH_INTERNAL_LINEINFO, Catch::ResultWas::Info)
+                                   << "cache_size := " << cache_size};
+};
+
+/// The status of a run that must exist.
+inline RunStatus status_of(const Engine& engine, std::string_view run) {
+    auto info = engine.status(run);
+    REQUIRE(info);
+    return info->status;
+}
+
+/// What a run waits for: the run must be waiting, on a wait of `kind` named `name`.
+inline WaitInfo waiting_on(const Engine& engine, std::string_view run, WaitKind kind, std::string_view name) {
+    auto info = engine.status(run);
+    REQUIRE(info);
+    REQUIRE(info->status == RunStatus::waiting);
+    REQUIRE(info->waiting);
+    CHECK(info->waiting->kind == kind);
+    CHECK(info->waiting->name == name);
+    return *info->waiting;
+}
+
+/// Starts `workflow` and polls once; the run must then be waiting.
+template <class... Input>
+RunHandle start_waiting(Engine& engine, std::string_view workflow, const Input&... input) {
+    RunHandle run = engine.start(workflow, input...);
+    engine.poll();
+    REQUIRE(status_of(engine, run) == RunStatus::waiting);
+    return run;
+}
+
+/// The output of a run that must have completed.
+template <class T>
+T completed_output(const Engine& engine, std::string_view run) {
+    REQUIRE(status_of(engine, run) == RunStatus::completed);
+    return engine.result<T>(run);
+}
+
+/// A run that must have failed, with its error.
+inline RunInfo failed_run(const Engine& engine, std::string_view run) {
+    auto info = engine.status(run);
+    REQUIRE(info);
+    REQUIRE(info->status == RunStatus::failed);
+    REQUIRE(info->error);
+    return *info;
 }
 
 }  // namespace abide::test

@@ -21,6 +21,9 @@
 
 using namespace abide;
 using namespace std::chrono_literals;
+/// The approval payload of the cookbook, an explicit decision record (status,
+/// reviewer_id, reason, approved_amount), is the one the other tests send.
+using test::Decision;
 
 namespace {
 
@@ -43,13 +46,6 @@ struct Recommendation {
     std::int64_t amount = 0;  // cents
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Recommendation, action, draft_reply, amount)
-
-/// The approval payload of the cookbook: an explicit decision record.
-struct Decision {
-    std::string status, reviewer_id, reason;
-    std::int64_t approved_amount = 0;
-};
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Decision, status, reviewer_id, reason, approved_amount)
 
 struct RefundReceipt {
     std::string id, idempotency_key;
@@ -207,11 +203,30 @@ std::string park_review(RefundWorker& worker) {
     return run.id;
 }
 
+/// A worker for each engine cache size.
+struct RefundFixture : test::EachCacheSize {
+    RefundWorker worker{cache_size};
+};
+
 std::vector<const TraceEntry*> entries_named(const Trace& trace, std::string_view kind, std::string_view name) {
     std::vector<const TraceEntry*> out;
     for (const TraceEntry& e : trace.entries)
         if (e.kind == kind && e.name == name) out.push_back(&e);
     return out;
+}
+
+/// The payments provider made one refund, asked once, by one run of the refund step.
+void check_refunded_once(const RefundWorker& worker) {
+    CHECK(worker.desk.payments.refunds.size() == 1);
+    CHECK(worker.desk.payments.calls == 1);
+    CHECK(worker.desk.runs("issue_refund_once") == 1);
+}
+
+/// No refund was asked for: the refund step never ran, and the journal has no refund step.
+void check_no_refund(RefundWorker& worker, const std::string& run) {
+    CHECK(worker.desk.payments.calls == 0);
+    CHECK(worker.desk.runs("issue_refund_once") == 0);
+    CHECK(entries_named(worker.engine().trace(run), "step", "issue_refund_once").empty());
 }
 
 std::size_t count_events(const std::vector<Event>& events, EventType type, std::string_view name = {}) {
@@ -224,10 +239,8 @@ std::size_t count_events(const std::vector<Event>& events, EventType type, std::
 
 // ---- the workflow itself ---------------------------------------------------------------
 
-TEST_CASE("an approved refund review drafts, waits, refunds once and returns the receipt", "[agnt5]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
-    CAPTURE(cache_size);
-    RefundWorker worker(cache_size);
+TEST_CASE_METHOD(RefundFixture, "an approved refund review drafts, waits, refunds once and returns the receipt",
+                 "[agnt5]") {
     const std::string run = park_review(worker);
 
     SignalResult r = worker.engine().signal(run, "refund_decision", approval_json);
@@ -235,8 +248,7 @@ TEST_CASE("an approved refund review drafts, waits, refunds once and returns the
     PollResult p = worker.engine().poll();
     CHECK(p.completed == 1);
 
-    REQUIRE(worker.engine().status(run)->status == RunStatus::completed);
-    RefundOutcome outcome = worker.engine().result<RefundOutcome>(run);
+    const auto outcome = test::completed_output<RefundOutcome>(worker.engine(), run);
     CHECK(outcome.status == "refunded");
     REQUIRE(worker.desk.payments.refunds.count(refund_key) == 1);
     CHECK(outcome.receipt_id == worker.desk.payments.refunds.at(refund_key).id);
@@ -248,24 +260,17 @@ TEST_CASE("an approved refund review drafts, waits, refunds once and returns the
 
 // ---- production check 1: restart the worker while the workflow is waiting ---------------
 
-TEST_CASE("a refund review waiting for its decision is still waiting after a worker restart", "[agnt5][restart]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
-    CAPTURE(cache_size);
-    RefundWorker worker(cache_size);
+TEST_CASE_METHOD(RefundFixture, "a refund review waiting for its decision is still waiting after a worker restart",
+                 "[agnt5][restart]") {
     const TimePoint parked_at = worker.clock();
     const std::string run = park_review(worker);
 
     worker.restart();
 
-    std::optional<RunInfo> info = worker.engine().status(run);
-    REQUIRE(info);
-    CHECK(info->status == RunStatus::waiting);
-    REQUIRE(info->waiting);
-    CHECK(info->waiting->kind == WaitKind::signal);
-    CHECK(info->waiting->name == "refund_decision");
-    CHECK(info->waiting->data == json{{"ticket_id", "T-1001"}, {"amount", 4900}});
-    REQUIRE(info->waiting->deadline);
-    CHECK(*info->waiting->deadline == parked_at + std::chrono::days(7));
+    const WaitInfo wait = test::waiting_on(worker.engine(), run, WaitKind::signal, "refund_decision");
+    CHECK(wait.data == json{{"ticket_id", "T-1001"}, {"amount", 4900}});
+    REQUIRE(wait.deadline);
+    CHECK(*wait.deadline == parked_at + std::chrono::days(7));
     CHECK(worker.engine().next_deadline() == parked_at + std::chrono::days(7));
 
     // The approval inbox: runs waiting for a refund decision, with the metadata.
@@ -300,10 +305,7 @@ TEST_CASE("a refund review waiting for its decision is still waiting after a wor
 
 // ---- production check 2: send the approval after the restart ---------------------------
 
-TEST_CASE("an approval sent after a worker restart completes the refund", "[agnt5][restart]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
-    CAPTURE(cache_size);
-    RefundWorker worker(cache_size);
+TEST_CASE_METHOD(RefundFixture, "an approval sent after a worker restart completes the refund", "[agnt5][restart]") {
     const std::string run = park_review(worker);
 
     worker.restart();
@@ -314,8 +316,7 @@ TEST_CASE("an approval sent after a worker restart completes the refund", "[agnt
     CHECK(p.runs_advanced == 1);
     CHECK(p.completed == 1);
 
-    REQUIRE(worker.engine().status(run)->status == RunStatus::completed);
-    RefundOutcome outcome = worker.engine().result<RefundOutcome>(run);
+    const auto outcome = test::completed_output<RefundOutcome>(worker.engine(), run);
     CHECK(outcome.status == "refunded");
     REQUIRE(worker.desk.payments.refunds.size() == 1);
     CHECK(outcome.receipt_id == worker.desk.payments.refunds.at(refund_key).id);
@@ -338,10 +339,8 @@ TEST_CASE("starting the review of the same ticket again after a restart returns 
     CHECK(worker.desk.runs("load_ticket") == 1);
 }
 
-TEST_CASE("an approval sent before the review reaches its wait is consumed by the wait", "[agnt5][signals]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
-    CAPTURE(cache_size);
-    RefundWorker worker(cache_size);
+TEST_CASE_METHOD(RefundFixture, "an approval sent before the review reaches its wait is consumed by the wait",
+                 "[agnt5][signals]") {
     const std::string run = worker.start_review("T-1001").id;
 
     SignalResult early = worker.engine().signal(run, "refund_decision", approval_json);
@@ -350,18 +349,16 @@ TEST_CASE("an approval sent before the review reaches its wait is consumed by th
 
     PollResult p = worker.engine().poll();
     CHECK(p.completed == 1);
-    REQUIRE(worker.engine().status(run)->status == RunStatus::completed);
-    CHECK(worker.engine().result<RefundOutcome>(run).status == "refunded");
+    const auto outcome = test::completed_output<RefundOutcome>(worker.engine(), run);
+    CHECK(outcome.status == "refunded");
     CHECK(worker.desk.payments.calls == 1);
     CHECK(count_events(worker.engine().events(), EventType::signal_delivered, "refund_decision") == 1);
 }
 
 // ---- production check 3: resume from the waiting point ----------------------------------
 
-TEST_CASE("a refund review resumes from its waiting point without re-running earlier steps", "[agnt5][restart]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
-    CAPTURE(cache_size);
-    RefundWorker worker(cache_size);
+TEST_CASE_METHOD(RefundFixture, "a refund review resumes from its waiting point without re-running earlier steps",
+                 "[agnt5][restart]") {
     const std::string run = park_review(worker);
     const std::map<std::string, int> before_restart = worker.desk.step_runs;
     CHECK(before_restart.at("load_ticket") == 1);
@@ -389,10 +386,8 @@ TEST_CASE("a refund review resumes from its waiting point without re-running ear
 
 // ---- production check 4: duplicate approvals create no duplicate refunds ----------------
 
-TEST_CASE("duplicate approvals with the same signal id create no duplicate refunds", "[agnt5][signals]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
-    CAPTURE(cache_size);
-    RefundWorker worker(cache_size);
+TEST_CASE_METHOD(RefundFixture, "duplicate approvals with the same signal id create no duplicate refunds",
+                 "[agnt5][signals]") {
     const std::string run = park_review(worker);
     Engine& engine = worker.engine();
 
@@ -402,8 +397,8 @@ TEST_CASE("duplicate approvals with the same signal id create no duplicate refun
     CHECK_FALSE(again.accepted());
 
     (void)engine.poll();
-    REQUIRE(engine.status(run)->status == RunStatus::completed);
-    CHECK(engine.result<RefundOutcome>(run).status == "refunded");
+    const auto outcome = test::completed_output<RefundOutcome>(engine, run);
+    CHECK(outcome.status == "refunded");
 
     // A webhook retried after the refund went out is not accepted either.
     SignalResult late = engine.signal(run, "refund_decision", approval_json, "approval-1");
@@ -411,18 +406,14 @@ TEST_CASE("duplicate approvals with the same signal id create no duplicate refun
     CHECK((late.outcome == SignalOutcome::duplicate || late.outcome == SignalOutcome::run_finished));
     (void)engine.poll();
 
-    CHECK(worker.desk.payments.refunds.size() == 1);
-    CHECK(worker.desk.payments.calls == 1);
-    CHECK(worker.desk.runs("issue_refund_once") == 1);
+    check_refunded_once(worker);
     // The duplicate was stored once: one payload reached the workflow.
     CHECK(entries_named(engine.trace(run), "wake", "refund_decision").size() == 1);
 }
 
-TEST_CASE("duplicate approvals with the same signal id across a worker restart create no duplicate refunds",
-          "[agnt5][signals][restart]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
-    CAPTURE(cache_size);
-    RefundWorker worker(cache_size);
+TEST_CASE_METHOD(RefundFixture,
+                 "duplicate approvals with the same signal id across a worker restart create no duplicate refunds",
+                 "[agnt5][signals][restart]") {
     const std::string run = park_review(worker);
 
     CHECK(worker.engine().signal(run, "refund_decision", approval_json, "approval-1").outcome ==
@@ -439,15 +430,13 @@ TEST_CASE("duplicate approvals with the same signal id across a worker restart c
     (void)worker.engine().poll();
 
     CHECK(worker.engine().result<RefundOutcome>(run).status == "refunded");
-    CHECK(worker.desk.payments.refunds.size() == 1);
-    CHECK(worker.desk.payments.calls == 1);
+    check_refunded_once(worker);
 }
 
-TEST_CASE("duplicate approvals without a signal id create no duplicate refunds", "[agnt5][signals]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
+TEST_CASE_METHOD(RefundFixture, "duplicate approvals without a signal id create no duplicate refunds",
+                 "[agnt5][signals]") {
     const bool restart_between = GENERATE(false, true);
-    CAPTURE(cache_size, restart_between);
-    RefundWorker worker(cache_size);
+    CAPTURE(restart_between);
     const std::string run = park_review(worker);
 
     CHECK(worker.engine().signal(run, "refund_decision", approval_json).outcome == SignalOutcome::delivered);
@@ -458,27 +447,22 @@ TEST_CASE("duplicate approvals without a signal id create no duplicate refunds",
     CHECK((second.outcome == SignalOutcome::buffered || !second.accepted()));
 
     (void)worker.engine().poll();
-    REQUIRE(worker.engine().status(run)->status == RunStatus::completed);
-    CHECK(worker.engine().result<RefundOutcome>(run).status == "refunded");
+    const auto outcome = test::completed_output<RefundOutcome>(worker.engine(), run);
+    CHECK(outcome.status == "refunded");
 
     // A third copy after the refund went out is refused.
     SignalResult third = worker.engine().signal(run, "refund_decision", approval_json);
     CHECK(third.outcome == SignalOutcome::run_finished);
     (void)worker.engine().poll();
 
-    CHECK(worker.desk.payments.refunds.size() == 1);
-    CHECK(worker.desk.payments.calls == 1);
-    CHECK(worker.desk.runs("issue_refund_once") == 1);
+    check_refunded_once(worker);
     CHECK(entries_named(worker.engine().trace(run), "step", "issue_refund_once").size() == 1);
     if (second.outcome == SignalOutcome::buffered)
         CHECK(count_events(worker.engine().events(), EventType::signal_dropped, "refund_decision") == 1);
 }
 
-TEST_CASE("a refund retried after a lost response is refused by the ledger's idempotency key",
-          "[agnt5][signals][side-effect]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
-    CAPTURE(cache_size);
-    RefundWorker worker(cache_size);
+TEST_CASE_METHOD(RefundFixture, "a refund retried after a lost response is refused by the ledger's idempotency key",
+                 "[agnt5][signals][side-effect]") {
     const std::string run = park_review(worker);
     worker.desk.lose_next_refund_response = true;
 
@@ -504,11 +488,9 @@ TEST_CASE("a refund retried after a lost response is refused by the ledger's ide
 
 // ---- production check 5: a rejected decision stops before the side effect ---------------
 
-TEST_CASE("a rejected decision stops before the refund step", "[agnt5][side-effect]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
+TEST_CASE_METHOD(RefundFixture, "a rejected decision stops before the refund step", "[agnt5][side-effect]") {
     const bool restart_first = GENERATE(false, true);
-    CAPTURE(cache_size, restart_first);
-    RefundWorker worker(cache_size);
+    CAPTURE(restart_first);
     const std::string run = park_review(worker);
     if (restart_first) worker.restart();
 
@@ -517,16 +499,13 @@ TEST_CASE("a rejected decision stops before the refund step", "[agnt5][side-effe
     PollResult p = worker.engine().poll();
     CHECK(p.completed == 1);
 
-    REQUIRE(worker.engine().status(run)->status == RunStatus::completed);
-    RefundOutcome outcome = worker.engine().result<RefundOutcome>(run);
+    const auto outcome = test::completed_output<RefundOutcome>(worker.engine(), run);
     CHECK(outcome.status == "not_approved");
     CHECK(outcome.reason == "Outside the 30-day refund window.");
     CHECK(outcome.receipt_id.empty());
 
     CHECK(worker.desk.payments.refunds.empty());
-    CHECK(worker.desk.payments.calls == 0);
-    CHECK(worker.desk.runs("issue_refund_once") == 0);
-    CHECK(entries_named(worker.engine().trace(run), "step", "issue_refund_once").empty());
+    check_no_refund(worker, run);
     CHECK(count_events(worker.engine().events(), EventType::step_completed, "issue_refund_once") == 0);
 }
 
@@ -536,19 +515,16 @@ TEST_CASE("a request-changes decision is not an approval and moves no money", "[
     const Decision changes{"request_changes", "user_123", "Refund only the duplicate charge.", 2450};
     CHECK(worker.engine().signal(run, "refund_decision", changes).outcome == SignalOutcome::delivered);
     (void)worker.engine().poll();
-    REQUIRE(worker.engine().status(run)->status == RunStatus::completed);
-    CHECK(worker.engine().result<RefundOutcome>(run).status == "not_approved");
-    CHECK(worker.engine().result<RefundOutcome>(run).reason == "Refund only the duplicate charge.");
-    CHECK(worker.desk.payments.calls == 0);
+    const auto outcome = test::completed_output<RefundOutcome>(worker.engine(), run);
+    CHECK(outcome.status == "not_approved");
+    CHECK(outcome.reason == "Refund only the duplicate charge.");
+    check_no_refund(worker, run);
 }
 
 // ---- the trace ---------------------------------------------------------------------------
 
-TEST_CASE("the trace preserves the recommendation, the reviewer, the decision and the receipt",
-          "[agnt5][trace][restart]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
-    CAPTURE(cache_size);
-    RefundWorker worker(cache_size);
+TEST_CASE_METHOD(RefundFixture, "the trace preserves the recommendation, the reviewer, the decision and the receipt",
+                 "[agnt5][trace][restart]") {
     const std::string run = park_review(worker);
     worker.restart();
     CHECK(worker.engine().signal(run, "refund_decision", approval_json, "approval-1").outcome ==
@@ -607,11 +583,10 @@ TEST_CASE("the trace preserves the recommendation, the reviewer, the decision an
 
 // ---- the 7-day timeout -------------------------------------------------------------------
 
-TEST_CASE("a refund review nobody decides within 7 days times out without a refund", "[agnt5][timeout]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
+TEST_CASE_METHOD(RefundFixture, "a refund review nobody decides within 7 days times out without a refund",
+                 "[agnt5][timeout]") {
     const bool restart_while_waiting = GENERATE(false, true);
-    CAPTURE(cache_size, restart_while_waiting);
-    RefundWorker worker(cache_size);
+    CAPTURE(restart_while_waiting);
     const std::string run = park_review(worker);
     if (restart_while_waiting) worker.restart();
 
@@ -624,8 +599,7 @@ TEST_CASE("a refund review nobody decides within 7 days times out without a refu
     PollResult due = worker.engine().poll();
     CHECK(due.timers_fired == 1);
     CHECK(due.completed == 1);
-    REQUIRE(worker.engine().status(run)->status == RunStatus::completed);
-    RefundOutcome outcome = worker.engine().result<RefundOutcome>(run);
+    const auto outcome = test::completed_output<RefundOutcome>(worker.engine(), run);
     CHECK(outcome.status == "timed_out");
     CHECK(outcome.receipt_id.empty());
     CHECK(count_events(worker.engine().events(), EventType::timed_out, "refund_decision") == 1);
@@ -633,16 +607,13 @@ TEST_CASE("a refund review nobody decides within 7 days times out without a refu
     // An approval that arrives too late moves no money.
     CHECK(worker.engine().signal(run, "refund_decision", approval_json).outcome == SignalOutcome::run_finished);
     (void)worker.engine().poll();
-    CHECK(worker.desk.payments.calls == 0);
-    CHECK(worker.desk.runs("issue_refund_once") == 0);
+    check_no_refund(worker, run);
     CHECK(worker.desk.runs("load_ticket") == 1);
 }
 
-TEST_CASE("an approval that arrives after the 7-day deadline but before the next poll moves no money",
-          "[agnt5][timeout]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
-    CAPTURE(cache_size);
-    RefundWorker worker(cache_size);
+TEST_CASE_METHOD(RefundFixture,
+                 "an approval that arrives after the 7-day deadline but before the next poll moves no money",
+                 "[agnt5][timeout]") {
     const std::string run = park_review(worker);
 
     // The deadline passes while no worker polls (a worker outage, say); then
@@ -654,9 +625,7 @@ TEST_CASE("an approval that arrives after the 7-day deadline but before the next
     CHECK_FALSE(late.accepted());
     (void)worker.engine().poll();
 
-    REQUIRE(worker.engine().status(run)->status == RunStatus::completed);
-    CHECK(worker.engine().result<RefundOutcome>(run).status == "timed_out");
-    CHECK(worker.desk.payments.calls == 0);
-    CHECK(worker.desk.runs("issue_refund_once") == 0);
-    CHECK(entries_named(worker.engine().trace(run), "step", "issue_refund_once").empty());
+    const auto outcome = test::completed_output<RefundOutcome>(worker.engine(), run);
+    CHECK(outcome.status == "timed_out");
+    check_no_refund(worker, run);
 }

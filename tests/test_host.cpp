@@ -20,6 +20,7 @@
 using namespace abide;
 using namespace std::chrono_literals;
 using test::Decision;
+using test::status_of;
 
 namespace {
 
@@ -51,10 +52,15 @@ struct Workflows {
     }
 };
 
-RunStatus status_of(const Engine& engine, std::string_view run) {
-    auto info = engine.status(run);
-    REQUIRE(info);
-    return info->status;
+/// Most host tests: an engine with the approval and the review defined.
+struct HostFixture : test::EngineFixture {
+    Workflows wf;
+    HostFixture() { wf.define(engine); }
+};
+
+/// Starts an approval of `ticket` and polls until it waits for its decision.
+RunHandle park_approval(Engine& engine, const std::string& ticket = "T-1") {
+    return test::start_waiting(engine, "approval", ticket);
 }
 
 /// What a refused call must leave untouched.
@@ -87,13 +93,12 @@ std::string read_bytes(const std::filesystem::path& path) {
 // ---- start ----------------------------------------------------------------------
 
 TEST_CASE("start is durable and makes the run ready for the next poll", "[start][reopen]") {
-    test::TempDir dir;
-    test::ManualClock clock;
     Workflows wf;
+    test::Reopenable db;
+    db.define = [&](Engine& e) { wf.define(e); };
     std::string run;
     {
-        Engine engine(test::test_options(dir, clock));
-        wf.define(engine);
+        Engine& engine = db.open();
         auto h = engine.start("approval", std::string("T-1"));
         CHECK(h.created);
         CHECK_FALSE(h.id.empty());
@@ -110,8 +115,7 @@ TEST_CASE("start is durable and makes the run ready for the next poll", "[start]
         CHECK(ev[0].run_id == run);
         CHECK(ev[0].data.is_null());  // the input lives in the run record, not in every event
     }
-    Engine engine(test::test_options(dir, clock));
-    wf.define(engine);
+    Engine& engine = db.open();
     CHECK(status_of(engine, run) == RunStatus::ready);
     CHECK(engine.list_runs({.status = RunStatus::ready}).size() == 1);
     auto p = engine.poll();
@@ -121,12 +125,8 @@ TEST_CASE("start is durable and makes the run ready for the next poll", "[start]
     CHECK(wf.loads == 1);
 }
 
-TEST_CASE("starting a chosen run id again returns the existing run and writes nothing", "[start][idempotency]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock));
-    Workflows wf;
-    wf.define(engine);
+TEST_CASE_METHOD(HostFixture, "starting a chosen run id again returns the existing run and writes nothing",
+                 "[start][idempotency]") {
     auto first = engine.start("approval", std::string("T-1"), StartOptions{.run_id = "x"});
     CHECK(first.created);
     CHECK(first.id == "x");
@@ -147,25 +147,15 @@ TEST_CASE("starting a chosen run id again returns the existing run and writes no
     CHECK(engine.list_runs().size() == 1);
 }
 
-TEST_CASE("starting an unknown workflow throws UsageError", "[start][usage]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock));
-    Workflows wf;
-    wf.define(engine);
+TEST_CASE_METHOD(HostFixture, "starting an unknown workflow throws UsageError", "[start][usage]") {
     CHECK_THROWS_AS(engine.start("no_such_workflow", std::string("T-1")), UsageError);
     CHECK_THROWS_AS(engine.start("no_such_workflow"), UsageError);
     CHECK(engine.events(0).empty());
     CHECK(engine.list_runs().empty());
 }
 
-TEST_CASE("a start whose input does not fit the workflow throws PayloadError and writes nothing",
-          "[start][payload]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock));
-    Workflows wf;
-    wf.define(engine);
+TEST_CASE_METHOD(HostFixture, "a start whose input does not fit the workflow throws PayloadError and writes nothing",
+                 "[start][payload]") {
     CHECK_THROWS_AS(engine.start("approval", 42), PayloadError);
     CHECK_THROWS_AS(engine.start_json("approval", json{{"ticket", "T-1"}}), PayloadError);
     CHECK_THROWS_AS(engine.start("approval", std::string("T-1"), StartOptions{.run_id = std::string(600, 'r')}),
@@ -177,15 +167,8 @@ TEST_CASE("a start whose input does not fit the workflow throws PayloadError and
 
 // ---- signals ---------------------------------------------------------------------
 
-TEST_CASE("a signal to a waiting run is delivered and the run continues", "[signal]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock));
-    Workflows wf;
-    wf.define(engine);
-    auto run = engine.start("approval", std::string("T-1"));
-    engine.poll();
-    REQUIRE(status_of(engine, run) == RunStatus::waiting);
+TEST_CASE_METHOD(HostFixture, "a signal to a waiting run is delivered and the run continues", "[signal]") {
+    auto run = park_approval(engine);
     CHECK(engine.next_deadline() == clock() + 24h);
     auto r = engine.signal(run, "decision",
                            R"({"status":"approved","reviewer_id":"u_7","reason":"ok","approved_amount":4900})");
@@ -201,12 +184,8 @@ TEST_CASE("a signal to a waiting run is delivered and the run continues", "[sign
     CHECK(wf.acts == 1);
 }
 
-TEST_CASE("a signal sent before the run waits is buffered and consumed by the wait", "[signal][buffer]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock));
-    Workflows wf;
-    wf.define(engine);
+TEST_CASE_METHOD(HostFixture, "a signal sent before the run waits is buffered and consumed by the wait",
+                 "[signal][buffer]") {
     auto run = engine.start("approval", std::string("T-1"));
     REQUIRE(status_of(engine, run) == RunStatus::ready);
     auto r = engine.signal(run, "decision", test::approved());
@@ -221,12 +200,8 @@ TEST_CASE("a signal sent before the run waits is buffered and consumed by the wa
     CHECK(test::count_events(engine, run.id, EventType::signal_dropped) == 0);
 }
 
-TEST_CASE("a signal id that was accepted before is reported duplicate and stored once", "[signal][duplicate]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock));
-    Workflows wf;
-    wf.define(engine);
+TEST_CASE_METHOD(HostFixture, "a signal id that was accepted before is reported duplicate and stored once",
+                 "[signal][duplicate]") {
     auto run = engine.start("approval", std::string("T-1"));
     const bool waiting_first = GENERATE(true, false);
     CAPTURE(waiting_first);
@@ -259,15 +234,8 @@ TEST_CASE("a signal id that was accepted before is reported duplicate and stored
     CHECK(snapshot(engine, run) == finished);
 }
 
-TEST_CASE("refused signals say why and write nothing", "[signal][refusal]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock));
-    Workflows wf;
-    wf.define(engine);
-    auto run = engine.start("approval", std::string("T-1"));
-    engine.poll();
-    REQUIRE(status_of(engine, run) == RunStatus::waiting);
+TEST_CASE_METHOD(HostFixture, "refused signals say why and write nothing", "[signal][refusal]") {
+    auto run = park_approval(engine);
     const Snapshot before = snapshot(engine, run);
 
     SECTION("unknown run") {
@@ -308,16 +276,15 @@ TEST_CASE("refused signals say why and write nothing", "[signal][refusal]") {
     CHECK(snapshot(engine, run) == finished);
 }
 
-TEST_CASE("a signal payload or input over max_payload_bytes is refused and writes nothing", "[signal][refusal][limits]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    auto options = test::test_options(dir, clock);
-    options.max_payload_bytes = 512;
-    Engine engine(options);
+TEST_CASE("a signal payload or input over max_payload_bytes is refused and writes nothing",
+          "[signal][refusal][limits]") {
     Workflows wf;
+    test::Reopenable db;
+    auto options = db.options();
+    options.max_payload_bytes = 512;
+    Engine& engine = db.open(options);
     wf.define(engine);
-    auto run = engine.start("approval", std::string("T-1"));
-    engine.poll();
+    auto run = park_approval(engine);
     const Snapshot before = snapshot(engine, run);
     Decision big = test::approved();
     big.reason = std::string(1000, 'x');
@@ -330,35 +297,20 @@ TEST_CASE("a signal payload or input over max_payload_bytes is refused and write
     CHECK(engine.signal(run, "decision", test::approved()).outcome == SignalOutcome::delivered);
 }
 
-TEST_CASE("a signal can carry a C++ value, encoded by its codec", "[signal][codec]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock));
-    Workflows wf;
-    wf.define(engine);
-    auto run = engine.start("approval", std::string("T-1"));
-    engine.poll();
+TEST_CASE_METHOD(HostFixture, "a signal can carry a C++ value, encoded by its codec", "[signal][codec]") {
+    auto run = park_approval(engine);
     auto r = engine.signal(run, "decision", Decision{"approved", "u_42", "fine", 100});
     CHECK(r.outcome == SignalOutcome::delivered);
     engine.poll();
     CHECK(engine.result<std::string>(run) == "approved by u_42");
 }
 
-TEST_CASE("resume continues a suspended run, with the outcomes of signal", "[resume][suspend]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock));
-    Workflows wf;
-    wf.define(engine);
+TEST_CASE_METHOD(HostFixture, "resume continues a suspended run, with the outcomes of signal", "[resume][suspend]") {
     auto run = engine.start("review");
     engine.poll();
-    auto info = engine.status(run);
-    REQUIRE(info);
-    REQUIRE(info->waiting);
-    CHECK(info->waiting->kind == WaitKind::suspend);
-    CHECK(info->waiting->name == "approve");
-    CHECK(info->waiting->data == json{{"doc", "D-1"}});
-    CHECK(info->waiting->deadline == clock() + 24h);
+    const WaitInfo wait = test::waiting_on(engine, run, WaitKind::suspend, "approve");
+    CHECK(wait.data == json{{"doc", "D-1"}});
+    CHECK(wait.deadline == clock() + 24h);
     auto ev = engine.events(0);
     auto suspended = std::find_if(ev.begin(), ev.end(), [](const Event& e) { return e.type == EventType::suspended; });
     REQUIRE(suspended != ev.end());
@@ -398,20 +350,15 @@ TEST_CASE("resume continues a suspended run, with the outcomes of signal", "[res
 
 // ---- queries ---------------------------------------------------------------------
 
-TEST_CASE("status of an unknown run is nothing", "[query]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock));
+TEST_CASE_METHOD(test::EngineFixture, "status of an unknown run is nothing", "[query]") {
     CHECK_FALSE(engine.status("nope"));
     CHECK_THROWS_AS(engine.trace("nope"), UsageError);
     CHECK_THROWS_AS(engine.result<int>("nope"), UsageError);
 }
 
-TEST_CASE("list_runs filters by status, by workflow and by what runs wait for (an approval inbox)",
-          "[query][inbox]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock));
+TEST_CASE_METHOD(test::EngineFixture,
+                 "list_runs filters by status, by workflow and by what runs wait for (an approval inbox)",
+                 "[query][inbox]") {
     engine
         .define("refund",
                 [](Context& ctx, const int& n) {
@@ -488,14 +435,8 @@ TEST_CASE("list_runs filters by status, by workflow and by what runs wait for (a
 
 // ---- events ---------------------------------------------------------------------
 
-TEST_CASE("the event log is ordered and read from a cursor", "[events]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock));
-    Workflows wf;
-    wf.define(engine);
-    auto run = engine.start("approval", std::string("T-1"));
-    engine.poll();
+TEST_CASE_METHOD(HostFixture, "the event log is ordered and read from a cursor", "[events]") {
+    auto run = park_approval(engine);
     CHECK(engine.signal(run, "decision", test::approved()).outcome == SignalOutcome::delivered);
     engine.poll();
 
@@ -554,9 +495,7 @@ TEST_CASE("on_event sees every event after its commit and may call the engine", 
     wf.define(engine);
     engine.define("first", [](Context& ctx) { return ctx.step("compute", [] { return 7; }); });
 
-    waiter = engine.start("approval", std::string("T-1")).id;
-    engine.poll();
-    REQUIRE(status_of(engine, waiter) == RunStatus::waiting);
+    waiter = park_approval(engine).id;
     engine.start("first");
     engine.poll();
     if (status_of(engine, waiter) != RunStatus::completed) engine.poll();
@@ -577,14 +516,10 @@ TEST_CASE("on_event sees every event after its commit and may call the engine", 
 
 // ---- trace -----------------------------------------------------------------------
 
-TEST_CASE("a trace shows steps with results, the wait with its metadata, the signal and the outcome", "[trace]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock));
-    Workflows wf;
-    wf.define(engine);
-    auto run = engine.start("approval", std::string("T-9"));
-    engine.poll();
+TEST_CASE_METHOD(HostFixture,
+                 "a trace shows steps with results, the wait with its metadata, the signal and the outcome",
+                 "[trace]") {
+    auto run = park_approval(engine, "T-9");
     clock.advance(2h);
     CHECK(engine.signal(run, "decision", Decision{"approved", "u_123", "receipt checked", 4900}, "sig-7").outcome ==
           SignalOutcome::delivered);
@@ -628,10 +563,8 @@ TEST_CASE("a trace shows steps with results, the wait with its metadata, the sig
 
 // ---- threads ----------------------------------------------------------------------
 
-TEST_CASE("signals from four threads while another thread polls complete every run exactly once", "[threads]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock));
+TEST_CASE_METHOD(test::EngineFixture,
+                 "signals from four threads while another thread polls complete every run exactly once", "[threads]") {
     constexpr std::size_t runs = 200;
     std::vector<std::atomic<int>> before(runs), after(runs);
     engine
@@ -685,11 +618,10 @@ TEST_CASE("signals from four threads while another thread polls complete every r
 }
 
 TEST_CASE("two threads polling at once never execute the same run concurrently", "[threads]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    auto options = test::test_options(dir, clock);
+    test::Reopenable db;
+    auto options = db.options();
     options.max_runs_per_round = 3;  // so that both pollers find work
-    Engine engine(options);
+    Engine& engine = db.open(options);
     constexpr std::size_t runs = 40;
     std::vector<std::atomic<int>> in_flight(runs), bodies(runs);
     std::atomic<int> overlaps{0};
@@ -745,9 +677,54 @@ TEST_CASE("two threads polling at once never execute the same run concurrently",
 
 // ---- storage -----------------------------------------------------------------------
 
+namespace {
+
+/// Opening an engine with `options` must throw E with the error id `id`;
+/// `opened` is the failure reported if it opens.
+template <class E>
+void check_open_refused(const EngineOptions& options, std::string_view id, const char* opened) {
+    try {
+        Engine engine(options);
+        FAIL(opened);
+    } catch (const E& e) {
+        CHECK(e.id() == id);
+    }
+}
+
+/// The database file holds `contents` that are not abide's: opening it must
+/// be refused as a foreign file and leave the contents as they were.
+void check_foreign_file_refused(const test::TempDir& dir, const std::string& contents, const char* opened) {
+    check_open_refused<FormatError>(test::test_options(dir, test::ManualClock()), "abide.storage.foreign_file", opened);
+    CHECK(read_bytes(dir.db()) == contents);
+}
+
+void define_store(Engine& engine) {
+    engine.define("store", [](Context& ctx, const std::string& blob) {
+        return ctx.step("measure", [&] { return blob.size(); });
+    });
+}
+
+std::string blob(std::size_t i, std::size_t size = 16 * 1024) {
+    std::string b(size, static_cast<char>('a' + i % 26));
+    b.replace(0, std::to_string(i).size(), std::to_string(i));
+    return b;
+}
+
+/// Every run of `ids` is stored with its input, blob(i), and has `status` when one is given.
+void check_stored(const Engine& engine, const std::vector<std::string>& ids, std::optional<RunStatus> status = {}) {
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        CAPTURE(i);
+        auto info = engine.status(ids[i]);
+        REQUIRE(info);
+        CHECK(info->input == blob(i));
+        if (status) CHECK(info->status == *status);
+    }
+}
+
+}  // namespace
+
 TEST_CASE("a file that is not a database is refused and left unchanged", "[storage][format]") {
     test::TempDir dir;
-    test::ManualClock clock;
     const std::size_t lines = GENERATE(std::size_t{1}, std::size_t{500});
     CAPTURE(lines);
     std::string text;
@@ -756,18 +733,11 @@ TEST_CASE("a file that is not a database is refused and left unchanged", "[stora
         std::ofstream out(dir.db(), std::ios::binary);
         out << text;
     }
-    try {
-        Engine engine(test::test_options(dir, clock));
-        FAIL("a foreign file was opened");
-    } catch (const FormatError& e) {
-        CHECK(e.id() == "abide.storage.foreign_file");
-    }
-    CHECK(read_bytes(dir.db()) == text);
+    check_foreign_file_refused(dir, text, "a foreign file was opened");
 }
 
 TEST_CASE("an LMDB database that is not abide's is refused and left unchanged", "[storage][format][lmdb]") {
     test::TempDir dir;
-    test::ManualClock clock;
     const std::string path = dir.db().string();
     {
         MDB_env* env = nullptr;
@@ -786,41 +756,18 @@ TEST_CASE("an LMDB database that is not abide's is refused and left unchanged", 
     }
     const std::string bytes = read_bytes(dir.db());
     REQUIRE_FALSE(bytes.empty());
-    try {
-        Engine engine(test::test_options(dir, clock));
-        FAIL("a foreign LMDB database was opened");
-    } catch (const FormatError& e) {
-        CHECK(e.id() == "abide.storage.foreign_file");
-    }
-    CHECK(read_bytes(dir.db()) == bytes);
+    check_foreign_file_refused(dir, bytes, "a foreign LMDB database was opened");
 }
-
-namespace {
-
-void define_store(Engine& engine) {
-    engine.define("store", [](Context& ctx, const std::string& blob) {
-        return ctx.step("measure", [&] { return blob.size(); });
-    });
-}
-
-std::string blob(std::size_t i, std::size_t size = 16 * 1024) {
-    std::string b(size, static_cast<char>('a' + i % 26));
-    b.replace(0, std::to_string(i).size(), std::to_string(i));
-    return b;
-}
-
-}  // namespace
 
 TEST_CASE("a tiny initial map grows as big payloads are written and nothing is lost", "[storage][map]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    auto options = test::test_options(dir, clock);
+    test::Reopenable db;
+    db.define = define_store;
+    auto options = db.options();
     options.map_size = std::size_t{64} << 10;
     constexpr std::size_t runs = 40;
     std::vector<std::string> ids;
     {
-        Engine engine(options);
-        define_store(engine);
+        Engine& engine = db.open(options);
         for (std::size_t i = 0; i < runs; ++i) ids.push_back(engine.start("store", blob(i)).id);
         engine.poll();
         for (std::size_t i = 0; i < runs; ++i) {
@@ -829,29 +776,22 @@ TEST_CASE("a tiny initial map grows as big payloads are written and nothing is l
             CHECK(engine.result<std::size_t>(ids[i]) == 16 * 1024);
         }
     }
-    CHECK(std::filesystem::file_size(dir.db()) > (std::size_t{64} << 10));
-    Engine engine(options);
-    define_store(engine);
+    db.close();
+    CHECK(std::filesystem::file_size(db.dir.db()) > (std::size_t{64} << 10));
+    Engine& engine = db.open(options);
     CHECK(engine.list_runs().size() == runs);
-    for (std::size_t i = 0; i < runs; ++i) {
-        CAPTURE(i);
-        auto info = engine.status(ids[i]);
-        REQUIRE(info);
-        CHECK(info->input == blob(i));
-        CHECK(info->status == RunStatus::completed);
-    }
+    check_stored(engine, ids, RunStatus::completed);
 }
 
 TEST_CASE("reaching max_map_size raises MapFullError and the earlier runs are intact", "[storage][map]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    auto options = test::test_options(dir, clock);
+    test::Reopenable db;
+    db.define = define_store;
+    auto options = db.options();
     options.map_size = std::size_t{64} << 10;
     options.max_map_size = std::size_t{256} << 10;
     std::vector<std::string> ids;
     {
-        Engine engine(options);
-        define_store(engine);
+        Engine& engine = db.open(options);
         bool full = false;
         for (std::size_t i = 0; i < 200 && !full; ++i) {
             try {
@@ -864,24 +804,14 @@ TEST_CASE("reaching max_map_size raises MapFullError and the earlier runs are in
         REQUIRE(full);
         REQUIRE_FALSE(ids.empty());
         CHECK(engine.list_runs({.limit = 1000}).size() == ids.size());
-        for (std::size_t i = 0; i < ids.size(); ++i) {
-            CAPTURE(i);
-            auto info = engine.status(ids[i]);
-            REQUIRE(info);
-            CHECK(info->input == blob(i));
-        }
+        check_stored(engine, ids);
     }
     // Reopened with room to grow, every earlier run is there and runs.
     options.max_map_size = std::size_t{64} << 20;
-    Engine engine(options);
-    define_store(engine);
+    Engine& engine = db.open(options);
     CHECK(engine.list_runs({.limit = 1000}).size() == ids.size());
     engine.poll();
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-        CAPTURE(i);
-        CHECK(status_of(engine, ids[i]) == RunStatus::completed);
-        CHECK(engine.status(ids[i])->input == blob(i));
-    }
+    check_stored(engine, ids, RunStatus::completed);
 }
 
 TEST_CASE("a database path that is a directory is a usage error", "[storage][usage]") {
@@ -889,10 +819,5 @@ TEST_CASE("a database path that is a directory is a usage error", "[storage][usa
     test::ManualClock clock;
     auto options = test::test_options(dir, clock);
     options.path = dir.path();
-    try {
-        Engine engine(options);
-        FAIL("a directory was opened as a database");
-    } catch (const UsageError& e) {
-        CHECK(e.id() == "abide.options.path");
-    }
+    check_open_refused<UsageError>(options, "abide.options.path", "a directory was opened as a database");
 }

@@ -252,6 +252,13 @@ public:
         boot();
     }
 
+    /// Starts approval_workflow on the archive request and polls until it waits for approval.
+    std::string park_archive_plan();
+    /// Starts charge_customer_workflow for 5000 and polls until it waits for high_value_approval.
+    std::string park_high_value_charge();
+    /// Starts multi_approval_workflow and polls until it waits for the manager.
+    std::string park_multi(const MultiApprovalInput& input);
+
     test::TempDir dir;
     test::ManualClock clock;
     Services svc;
@@ -293,13 +300,34 @@ constexpr std::string_view alice_approves =
 void expect_suspended(PolosWorker& w, const std::string& run, std::string_view step_key) {
     PollResult p = w.engine().poll();
     CHECK(p.waiting == 1);
-    std::optional<RunInfo> info = w.engine().status(run);
-    REQUIRE(info);
-    REQUIRE(info->status == RunStatus::waiting);
-    REQUIRE(info->waiting);
-    CHECK(info->waiting->kind == WaitKind::suspend);
-    CHECK(info->waiting->name == step_key);
+    (void)test::waiting_on(w.engine(), run, WaitKind::suspend, step_key);
 }
+
+std::string PolosWorker::park_archive_plan() {
+    const std::string run = engine().start("approval_workflow", archive_request).id;
+    expect_suspended(*this, run, "wait_for_approval");
+    return run;
+}
+
+std::string PolosWorker::park_high_value_charge() {
+    const std::string run =
+        engine()
+            .start("charge_customer_workflow", ChargeRequest{"cust_123", 5000.0, "Enterprise annual subscription"})
+            .id;
+    expect_suspended(*this, run, "high_value_approval");
+    return run;
+}
+
+std::string PolosWorker::park_multi(const MultiApprovalInput& input) {
+    const std::string run = engine().start("multi_approval_workflow", input).id;
+    expect_suspended(*this, run, "manager_approval");
+    return run;
+}
+
+/// A worker for each engine cache size.
+struct PolosFixture : test::EachCacheSize {
+    PolosWorker w{cache_size};
+};
 
 std::vector<Event> events_of(const std::vector<Event>& events, EventType type, std::string_view name = {}) {
     std::vector<Event> out;
@@ -312,13 +340,10 @@ std::vector<Event> events_of(const std::vector<Event>& events, EventType type, s
 
 // ---- (a) approval_workflow -------------------------------------------------------------------
 
-TEST_CASE("an approved action plan is executed with the plan the agent made", "[polos][approval]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
-    CAPTURE(cache_size);
-    PolosWorker w(cache_size);
+TEST_CASE_METHOD(PolosFixture, "an approved action plan is executed with the plan the agent made",
+                 "[polos][approval]") {
     const TimePoint t0 = w.clock();
-    const std::string run = w.engine().start("approval_workflow", archive_request).id;
-    expect_suspended(w, run, "wait_for_approval");
+    const std::string run = w.park_archive_plan();
 
     RunInfo info = *w.engine().status(run);
     CHECK(info.waiting->data == plan_data);
@@ -329,8 +354,7 @@ TEST_CASE("an approved action plan is executed with the plan the agent made", "[
     PollResult p = w.engine().poll();
     CHECK(p.completed == 1);
 
-    REQUIRE(w.engine().status(run)->status == RunStatus::completed);
-    ApprovalWorkflowOutput out = w.engine().result<ApprovalWorkflowOutput>(run);
+    const auto out = test::completed_output<ApprovalWorkflowOutput>(w.engine(), run);
     CHECK(out.status == "completed");
     CHECK(out.result == "executed 3 steps: Delete 1000 customer records from archive");
     CHECK(out.rejection_reason.empty());
@@ -338,51 +362,36 @@ TEST_CASE("an approved action plan is executed with the plan the agent made", "[
     CHECK(w.svc.runs("execute_plan") == 1);
 }
 
-TEST_CASE("a rejected action plan is not executed and reports the reason", "[polos][approval]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
-    CAPTURE(cache_size);
-    PolosWorker w(cache_size);
-    const std::string run = w.engine().start("approval_workflow", archive_request).id;
-    expect_suspended(w, run, "wait_for_approval");
+TEST_CASE_METHOD(PolosFixture, "a rejected action plan is not executed and reports the reason", "[polos][approval]") {
+    const std::string run = w.park_archive_plan();
 
     const json rejection = {{"approved", false}, {"approved_by", "bob@company.com"}, {"reason", "No backup verified yet"}};
     CHECK(w.engine().resume(run, "wait_for_approval", rejection).outcome == SignalOutcome::delivered);
     (void)w.engine().poll();
 
-    REQUIRE(w.engine().status(run)->status == RunStatus::completed);
-    ApprovalWorkflowOutput out = w.engine().result<ApprovalWorkflowOutput>(run);
+    const auto out = test::completed_output<ApprovalWorkflowOutput>(w.engine(), run);
     CHECK(out.status == "rejected");
     CHECK(out.rejection_reason == "No backup verified yet");
     CHECK(out.result.empty());
     CHECK(w.svc.runs("execute_plan") == 0);
 }
 
-TEST_CASE("an action plan nobody approves within an hour fails the run with a suspend timeout",
-          "[polos][approval][timeout]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
-    CAPTURE(cache_size);
-    PolosWorker w(cache_size);
-    const std::string run = w.engine().start("approval_workflow", archive_request).id;
-    expect_suspended(w, run, "wait_for_approval");
+TEST_CASE_METHOD(PolosFixture, "an action plan nobody approves within an hour fails the run with a suspend timeout",
+                 "[polos][approval][timeout]") {
+    const std::string run = w.park_archive_plan();
 
     w.clock.advance(1h + 1s);
     PollResult p = w.engine().poll();
     CHECK(p.timers_fired == 1);
     CHECK(p.failed == 1);
-    std::optional<RunInfo> info = w.engine().status(run);
-    REQUIRE(info->status == RunStatus::failed);
-    REQUIRE(info->error);
-    CHECK(info->error->id == "abide.wait.timeout");
+    const RunInfo info = test::failed_run(w.engine(), run);
+    CHECK(info.error->id == "abide.wait.timeout");
     CHECK(w.svc.runs("execute_plan") == 0);
 }
 
-TEST_CASE("the planning agent is asked once and its prompt and plan are kept in the trace",
-          "[polos][approval][restart]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
-    CAPTURE(cache_size);
-    PolosWorker w(cache_size);
-    const std::string run = w.engine().start("approval_workflow", archive_request).id;
-    expect_suspended(w, run, "wait_for_approval");
+TEST_CASE_METHOD(PolosFixture, "the planning agent is asked once and its prompt and plan are kept in the trace",
+                 "[polos][approval][restart]") {
+    const std::string run = w.park_archive_plan();
     REQUIRE(w.svc.planning_agent.requests.size() == 1);
     const AgentRequest& asked = w.svc.planning_agent.requests[0];
     CHECK(asked.agent == "planning-agent");
@@ -413,11 +422,9 @@ TEST_CASE("a plan that does not fit ActionPlan fails the run before anyone is as
     const std::string run = w.engine().start("approval_workflow", ApprovalWorkflowInput{"rename the office plants"}).id;
     PollResult p = w.engine().poll();
     CHECK(p.failed == 1);
-    std::optional<RunInfo> info = w.engine().status(run);
-    REQUIRE(info->status == RunStatus::failed);
-    REQUIRE(info->error);
-    CHECK(info->error->id == "abide.step.failed");
-    CHECK(info->error->message.find("ActionPlan") != std::string::npos);
+    const RunInfo info = test::failed_run(w.engine(), run);
+    CHECK(info.error->id == "abide.step.failed");
+    CHECK(info.error->message.find("ActionPlan") != std::string::npos);
     CHECK(events_of(w.engine().events(), EventType::suspended).empty());
     CHECK(w.svc.runs("execute_plan") == 0);
 }
@@ -431,8 +438,7 @@ TEST_CASE("a charge of 500 completes without asking for approval", "[polos][char
     CHECK(p.waiting == 0);
     CHECK(p.completed == 1);
 
-    REQUIRE(w.engine().status(run)->status == RunStatus::completed);
-    ChargeResponse out = w.engine().result<ChargeResponse>(run);
+    const auto out = test::completed_output<ChargeResponse>(w.engine(), run);
     CHECK(out.status == "completed");
     CHECK(out.charge_id == "ch_1");
     CHECK(out.amount == Approx(500.0));
@@ -446,22 +452,18 @@ TEST_CASE("an invalid charge is refused before any approval is asked", "[polos][
     PolosWorker w;
     const std::string run = w.engine().start("charge_customer_workflow", ChargeRequest{"cust_123", -5.0, "Refund?"}).id;
     (void)w.engine().poll();
-    REQUIRE(w.engine().status(run)->status == RunStatus::completed);
-    ChargeResponse out = w.engine().result<ChargeResponse>(run);
+    const auto out = test::completed_output<ChargeResponse>(w.engine(), run);
     CHECK(out.status == "invalid");
     CHECK(out.reason == "amount must be positive");
     CHECK(w.svc.charges.empty());
 }
 
-TEST_CASE("a charge of 5000 suspends for approval and completes once approved", "[polos][charge]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
+TEST_CASE_METHOD(PolosFixture, "a charge of 5000 suspends for approval and completes once approved",
+                 "[polos][charge]") {
     const bool restart_while_suspended = GENERATE(false, true);
-    CAPTURE(cache_size, restart_while_suspended);
-    PolosWorker w(cache_size);
+    CAPTURE(restart_while_suspended);
     const TimePoint t0 = w.clock();
-    const std::string run =
-        w.engine().start("charge_customer_workflow", ChargeRequest{"cust_123", 5000.0, "Enterprise annual subscription"}).id;
-    expect_suspended(w, run, "high_value_approval");
+    const std::string run = w.park_high_value_charge();
     RunInfo info = *w.engine().status(run);
     CHECK(info.waiting->data == json{{"customer_id", "cust_123"},
                                      {"amount", 5000.0},
@@ -475,8 +477,7 @@ TEST_CASE("a charge of 5000 suspends for approval and completes once approved", 
     CHECK(w.engine().resume(run, "high_value_approval", approval).outcome == SignalOutcome::delivered);
     (void)w.engine().poll();
 
-    REQUIRE(w.engine().status(run)->status == RunStatus::completed);
-    ChargeResponse out = w.engine().result<ChargeResponse>(run);
+    const auto out = test::completed_output<ChargeResponse>(w.engine(), run);
     CHECK(out.status == "completed");
     CHECK(out.charge_id == "ch_1");
     CHECK(out.amount == Approx(5000.0));
@@ -485,33 +486,25 @@ TEST_CASE("a charge of 5000 suspends for approval and completes once approved", 
     CHECK(w.svc.runs("send_confirmation") == 1);
 }
 
-TEST_CASE("a charge of 5000 rejected without a reason reports Not approved and charges nothing", "[polos][charge]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
-    CAPTURE(cache_size);
-    PolosWorker w(cache_size);
-    const std::string run =
-        w.engine().start("charge_customer_workflow", ChargeRequest{"cust_123", 5000.0, "Enterprise annual subscription"}).id;
-    expect_suspended(w, run, "high_value_approval");
+TEST_CASE_METHOD(PolosFixture, "a charge of 5000 rejected without a reason reports Not approved and charges nothing",
+                 "[polos][charge]") {
+    const std::string run = w.park_high_value_charge();
 
     CHECK(w.engine().resume(run, "high_value_approval", R"({"approved":false})").outcome == SignalOutcome::delivered);
     (void)w.engine().poll();
 
-    REQUIRE(w.engine().status(run)->status == RunStatus::completed);
-    ChargeResponse out = w.engine().result<ChargeResponse>(run);
+    const auto out = test::completed_output<ChargeResponse>(w.engine(), run);
     CHECK(out.status == "rejected");
     CHECK(out.reason == "Not approved");
     CHECK(w.svc.charges.empty());
     CHECK(w.svc.emails.empty());
 }
 
-TEST_CASE("a charge of 5000 nobody approves within 2 hours returns timeout", "[polos][charge][timeout]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
+TEST_CASE_METHOD(PolosFixture, "a charge of 5000 nobody approves within 2 hours returns timeout",
+                 "[polos][charge][timeout]") {
     const bool restart_while_suspended = GENERATE(false, true);
-    CAPTURE(cache_size, restart_while_suspended);
-    PolosWorker w(cache_size);
-    const std::string run =
-        w.engine().start("charge_customer_workflow", ChargeRequest{"cust_123", 5000.0, "Enterprise annual subscription"}).id;
-    expect_suspended(w, run, "high_value_approval");
+    CAPTURE(restart_while_suspended);
+    const std::string run = w.park_high_value_charge();
     if (restart_while_suspended) w.restart();
 
     w.clock.advance(2h - 1s);
@@ -524,8 +517,7 @@ TEST_CASE("a charge of 5000 nobody approves within 2 hours returns timeout", "[p
     CHECK(p.completed == 1);
 
     // TimeoutError raised by suspend was caught by the workflow.
-    REQUIRE(w.engine().status(run)->status == RunStatus::completed);
-    ChargeResponse out = w.engine().result<ChargeResponse>(run);
+    const auto out = test::completed_output<ChargeResponse>(w.engine(), run);
     CHECK(out.status == "timeout");
     CHECK(out.reason == "Approval not received in time");
     CHECK(w.svc.charges.empty());
@@ -539,14 +531,10 @@ TEST_CASE("a charge of 5000 nobody approves within 2 hours returns timeout", "[p
     CHECK(w.svc.charges.empty());
 }
 
-TEST_CASE("a high-value approval that arrives after the 2-hour deadline is too late and the charge times out",
-          "[polos][charge][timeout]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
-    CAPTURE(cache_size);
-    PolosWorker w(cache_size);
-    const std::string run =
-        w.engine().start("charge_customer_workflow", ChargeRequest{"cust_123", 5000.0, "Enterprise annual subscription"}).id;
-    expect_suspended(w, run, "high_value_approval");
+TEST_CASE_METHOD(PolosFixture,
+                 "a high-value approval that arrives after the 2-hour deadline is too late and the charge times out",
+                 "[polos][charge][timeout]") {
+    const std::string run = w.park_high_value_charge();
 
     // Nobody polled when the deadline passed; the approval comes in late.
     w.clock.advance(2h + 1min);
@@ -554,39 +542,31 @@ TEST_CASE("a high-value approval that arrives after the 2-hour deadline is too l
     CHECK(late.outcome == SignalOutcome::too_late);
     (void)w.engine().poll();
 
-    REQUIRE(w.engine().status(run)->status == RunStatus::completed);
-    CHECK(w.engine().result<ChargeResponse>(run).status == "timeout");
+    const auto out = test::completed_output<ChargeResponse>(w.engine(), run);
+    CHECK(out.status == "timeout");
     CHECK(w.svc.charges.empty());
 }
 
 // ---- (c) multi_approval_workflow ---------------------------------------------------------------
 
-TEST_CASE("a multi-approval of 5000 needs only the manager", "[polos][multi]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
-    CAPTURE(cache_size);
-    PolosWorker w(cache_size);
-    const std::string run = w.engine().start("multi_approval_workflow", MultiApprovalInput{"renew licences", 5000.0}).id;
-    expect_suspended(w, run, "manager_approval");
+TEST_CASE_METHOD(PolosFixture, "a multi-approval of 5000 needs only the manager", "[polos][multi]") {
+    const std::string run = w.park_multi(MultiApprovalInput{"renew licences", 5000.0});
     CHECK(w.engine().status(run)->waiting->data == json{{"stage", "manager"}, {"amount", 5000.0}});
 
     CHECK(w.engine().resume(run, "manager_approval", R"({"approved":true})").outcome == SignalOutcome::delivered);
     PollResult p = w.engine().poll();
     CHECK(p.completed == 1);
 
-    REQUIRE(w.engine().status(run)->status == RunStatus::completed);
-    CHECK(w.engine().result<MultiApprovalOutput>(run).status == "completed");
-    CHECK(w.engine().result<MultiApprovalOutput>(run).result == "done: renew licences");
+    const auto out = test::completed_output<MultiApprovalOutput>(w.engine(), run);
+    CHECK(out.status == "completed");
+    CHECK(out.result == "done: renew licences");
     CHECK(events_of(w.engine().events(), EventType::suspended, "finance_approval").empty());
     CHECK(w.svc.runs("execute") == 1);
 }
 
-TEST_CASE("a multi-approval of 20000 approved by manager and finance across a restart completes",
-          "[polos][multi][restart]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
-    CAPTURE(cache_size);
-    PolosWorker w(cache_size);
-    const std::string run = w.engine().start("multi_approval_workflow", MultiApprovalInput{"buy servers", 20000.0}).id;
-    expect_suspended(w, run, "manager_approval");
+TEST_CASE_METHOD(PolosFixture, "a multi-approval of 20000 approved by manager and finance across a restart completes",
+                 "[polos][multi][restart]") {
+    const std::string run = w.park_multi(MultiApprovalInput{"buy servers", 20000.0});
 
     CHECK(w.engine().resume(run, "manager_approval", R"({"approved":true,"approved_by":"manager"})").outcome ==
           SignalOutcome::delivered);
@@ -602,35 +582,29 @@ TEST_CASE("a multi-approval of 20000 approved by manager and finance across a re
           SignalOutcome::delivered);
     (void)w.engine().poll();
 
-    REQUIRE(w.engine().status(run)->status == RunStatus::completed);
-    CHECK(w.engine().result<MultiApprovalOutput>(run).status == "completed");
+    const auto out = test::completed_output<MultiApprovalOutput>(w.engine(), run);
+    CHECK(out.status == "completed");
     CHECK(w.svc.runs("execute") == 1);
 }
 
-TEST_CASE("a multi-approval rejected by the manager never reaches finance", "[polos][multi][restart]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
-    CAPTURE(cache_size);
-    PolosWorker w(cache_size);
-    const std::string run = w.engine().start("multi_approval_workflow", MultiApprovalInput{"buy servers", 20000.0}).id;
-    expect_suspended(w, run, "manager_approval");
+TEST_CASE_METHOD(PolosFixture, "a multi-approval rejected by the manager never reaches finance",
+                 "[polos][multi][restart]") {
+    const std::string run = w.park_multi(MultiApprovalInput{"buy servers", 20000.0});
     w.restart();
 
     CHECK(w.engine().resume(run, "manager_approval", R"({"approved":false})").outcome == SignalOutcome::delivered);
     (void)w.engine().poll();
 
-    REQUIRE(w.engine().status(run)->status == RunStatus::completed);
-    CHECK(w.engine().result<MultiApprovalOutput>(run).status == "rejected_by_manager");
+    const auto out = test::completed_output<MultiApprovalOutput>(w.engine(), run);
+    CHECK(out.status == "rejected_by_manager");
     CHECK(events_of(w.engine().events(), EventType::suspended, "finance_approval").empty());
     CHECK(w.svc.runs("execute") == 0);
 }
 
-TEST_CASE("a multi-approval approved by the manager and rejected by finance after a restart executes nothing",
-          "[polos][multi][restart]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
-    CAPTURE(cache_size);
-    PolosWorker w(cache_size);
-    const std::string run = w.engine().start("multi_approval_workflow", MultiApprovalInput{"buy servers", 20000.0}).id;
-    expect_suspended(w, run, "manager_approval");
+TEST_CASE_METHOD(PolosFixture,
+                 "a multi-approval approved by the manager and rejected by finance after a restart executes nothing",
+                 "[polos][multi][restart]") {
+    const std::string run = w.park_multi(MultiApprovalInput{"buy servers", 20000.0});
     CHECK(w.engine().resume(run, "manager_approval", R"({"approved":true})").outcome == SignalOutcome::delivered);
     expect_suspended(w, run, "finance_approval");
 
@@ -639,24 +613,21 @@ TEST_CASE("a multi-approval approved by the manager and rejected by finance afte
           SignalOutcome::delivered);
     (void)w.engine().poll();
 
-    REQUIRE(w.engine().status(run)->status == RunStatus::completed);
-    CHECK(w.engine().result<MultiApprovalOutput>(run).status == "rejected_by_finance");
+    const auto out = test::completed_output<MultiApprovalOutput>(w.engine(), run);
+    CHECK(out.status == "rejected_by_finance");
     CHECK(w.svc.runs("execute") == 0);
 }
 
 // ---- (d) the suspend event ---------------------------------------------------------------------
 
-TEST_CASE("the suspend event carries the topic and the data, and a cursor does not repeat it after a restart",
-          "[polos][events][restart]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
-    CAPTURE(cache_size);
-    PolosWorker w(cache_size);
+TEST_CASE_METHOD(PolosFixture,
+                 "the suspend event carries the topic and the data, and a cursor does not repeat it after a restart",
+                 "[polos][events][restart]") {
     const TimePoint t0 = w.clock();
 
     std::uint64_t cursor = 0;
     for (const Event& e : w.engine().events(cursor)) cursor = e.seq;
-    const std::string run = w.engine().start("approval_workflow", archive_request).id;
-    expect_suspended(w, run, "wait_for_approval");
+    const std::string run = w.park_archive_plan();
 
     // Stream from the cursor, as events.stream_workflow does.
     std::vector<Event> batch = w.engine().events(cursor);
@@ -712,10 +683,8 @@ TEST_CASE("the suspend event carries the topic and the data, and a cursor does n
 
 // ---- (e) a resume sent before the suspend ------------------------------------------------------
 
-TEST_CASE("a resume sent before the workflow suspends is kept and consumed by the suspend", "[polos][buffered]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
-    CAPTURE(cache_size);
-    PolosWorker w(cache_size);
+TEST_CASE_METHOD(PolosFixture, "a resume sent before the workflow suspends is kept and consumed by the suspend",
+                 "[polos][buffered]") {
     const std::string run = w.engine().start("approval_workflow", archive_request).id;
 
     SignalResult early = w.engine().resume(run, "wait_for_approval", alice_approves);
@@ -724,8 +693,8 @@ TEST_CASE("a resume sent before the workflow suspends is kept and consumed by th
 
     PollResult p = w.engine().poll();
     CHECK(p.completed == 1);
-    REQUIRE(w.engine().status(run)->status == RunStatus::completed);
-    CHECK(w.engine().result<ApprovalWorkflowOutput>(run).status == "completed");
+    const auto out = test::completed_output<ApprovalWorkflowOutput>(w.engine(), run);
+    CHECK(out.status == "completed");
     CHECK(w.svc.runs("create_plan") == 1);
     CHECK(w.svc.runs("execute_plan") == 1);
     std::vector<Event> resumed = events_of(w.engine().events(), EventType::resumed, "wait_for_approval");
@@ -734,13 +703,10 @@ TEST_CASE("a resume sent before the workflow suspends is kept and consumed by th
     CHECK(events_of(w.engine().events(), EventType::signal_dropped).empty());
 }
 
-TEST_CASE("a finance approval sent while the manager stage waits survives a restart and is consumed later",
-          "[polos][buffered][restart]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
-    CAPTURE(cache_size);
-    PolosWorker w(cache_size);
-    const std::string run = w.engine().start("multi_approval_workflow", MultiApprovalInput{"buy servers", 20000.0}).id;
-    expect_suspended(w, run, "manager_approval");
+TEST_CASE_METHOD(PolosFixture,
+                 "a finance approval sent while the manager stage waits survives a restart and is consumed later",
+                 "[polos][buffered][restart]") {
+    const std::string run = w.park_multi(MultiApprovalInput{"buy servers", 20000.0});
 
     CHECK(w.engine().resume(run, "finance_approval", R"({"approved":true})").outcome == SignalOutcome::buffered);
     // Still parked on the manager: the early finance answer woke nothing.
@@ -751,19 +717,15 @@ TEST_CASE("a finance approval sent while the manager stage waits survives a rest
     CHECK(w.engine().resume(run, "manager_approval", R"({"approved":true})").outcome == SignalOutcome::delivered);
     PollResult p = w.engine().poll();
     CHECK(p.completed == 1);
-    REQUIRE(w.engine().status(run)->status == RunStatus::completed);
-    CHECK(w.engine().result<MultiApprovalOutput>(run).status == "completed");
+    const auto out = test::completed_output<MultiApprovalOutput>(w.engine(), run);
+    CHECK(out.status == "completed");
     CHECK(w.svc.runs("execute") == 1);
 }
 
 // ---- (f) no compute while suspended ------------------------------------------------------------
 
-TEST_CASE("a suspended workflow runs no code while it waits", "[polos][suspend][restart]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
-    CAPTURE(cache_size);
-    PolosWorker w(cache_size);
-    const std::string run = w.engine().start("approval_workflow", archive_request).id;
-    expect_suspended(w, run, "wait_for_approval");
+TEST_CASE_METHOD(PolosFixture, "a suspended workflow runs no code while it waits", "[polos][suspend][restart]") {
+    const std::string run = w.park_archive_plan();
 
     const int steps_parked = w.svc.total_step_runs();
     const int entries_parked = w.svc.entries["approval_workflow"];

@@ -5,7 +5,6 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
-#include <memory>
 #include <regex>
 #include <stdexcept>
 #include <string>
@@ -14,40 +13,15 @@
 using namespace abide;
 using namespace std::chrono_literals;
 using test::Decision;
-
-namespace {
-
-/// A database and a clock that outlive the engines opened on them, so a test
-/// can destroy the engine and reopen the same file.
-struct Reopenable {
-    test::TempDir dir;
-    test::ManualClock clock;
-    std::unique_ptr<Engine> engine;
-
-    Engine& open(std::size_t cache_size = 1024) {
-        engine.reset();
-        engine = std::make_unique<Engine>(test::test_options(dir, clock, cache_size));
-        return *engine;
-    }
-    void close() { engine.reset(); }
-};
-
-RunStatus status_of(const Engine& engine, std::string_view run) {
-    auto info = engine.status(run);
-    REQUIRE(info);
-    return info->status;
-}
-
-}  // namespace
+using test::status_of;
 
 // ---- memoised steps -------------------------------------------------------------
 
-TEST_CASE("a completed step is not re-run after the engine is destroyed and reopened", "[step][replay][reopen]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
-    CAPTURE(cache_size);
-    Reopenable db;
+TEST_CASE_METHOD(test::EachCacheSize, "a completed step is not re-run after the engine is destroyed and reopened",
+                 "[step][replay][reopen]") {
+    test::Reopenable db;
     int loads = 0, finals = 0;
-    auto define = [&](Engine& e) {
+    db.define = [&](Engine& e) {
         e.define("greet",
                  [&](Context& ctx, const std::string& who) {
                      auto greeting = ctx.step("load", [&] {
@@ -64,16 +38,12 @@ TEST_CASE("a completed step is not re-run after the engine is destroyed and reop
     std::string run;
     {
         Engine& e = db.open(cache_size);
-        define(e);
-        run = e.start("greet", std::string("ann")).id;
-        e.poll();
-        REQUIRE(status_of(e, run) == RunStatus::waiting);
+        run = test::start_waiting(e, "greet", std::string("ann")).id;
         CHECK(loads == 1);
         CHECK(finals == 0);
         db.close();
     }
     Engine& e = db.open(cache_size);
-    define(e);
     CHECK(e.signal(run, "decision", test::approved()).outcome == SignalOutcome::delivered);
     auto p = e.poll();
     CHECK(p.completed == 1);
@@ -83,12 +53,10 @@ TEST_CASE("a completed step is not re-run after the engine is destroyed and reop
     CHECK(finals == 1);
 }
 
-TEST_CASE("with cache_size 0 every resume replays, and replay does not re-run steps", "[step][replay][cache]") {
-    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1024});
-    CAPTURE(cache_size);
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock, cache_size));
+TEST_CASE_METHOD(test::EachCacheSize, "with cache_size 0 every resume replays, and replay does not re-run steps",
+                 "[step][replay][cache]") {
+    test::Reopenable db;
+    Engine& engine = db.open(cache_size);
     int entries = 0, loads = 0;
     std::vector<bool> replaying_at_entry;
     engine
@@ -120,10 +88,7 @@ TEST_CASE("with cache_size 0 every resume replays, and replay does not re-run st
     }
 }
 
-TEST_CASE("a step may return nothing", "[step]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock));
+TEST_CASE_METHOD(test::EngineFixture, "a step may return nothing", "[step]") {
     int calls = 0;
     engine.define("void_step", [&](Context& ctx) {
         ctx.step("touch", [&] { ++calls; });
@@ -139,10 +104,7 @@ TEST_CASE("a step may return nothing", "[step]") {
     CHECK(test::count_events(engine, run.id, EventType::step_completed) == 2);
 }
 
-TEST_CASE("step arguments are passed through to the body", "[step]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock));
+TEST_CASE_METHOD(test::EngineFixture, "step arguments are passed through to the body", "[step]") {
     engine.define("args", [&](Context& ctx, const std::string& who) {
         const int times = 3;
         auto repeated = ctx.step(
@@ -165,13 +127,13 @@ TEST_CASE("step arguments are passed through to the body", "[step]") {
 
 TEST_CASE("a step's idempotency key is run id and position, stable across a retry and a reopen",
           "[step][idempotency][retry][reopen]") {
-    Reopenable db;
+    test::Reopenable db;
     struct Seen {
         std::string step, key, run;
         std::uint32_t attempt;
     };
     std::vector<Seen> seen;
-    auto define = [&](Engine& e) {
+    db.define = [&](Engine& e) {
         e.define("keys", [&](Context& ctx) {
             ctx.step("first", [&](StepContext& sc) {
                 seen.push_back({sc.step_name(), sc.idempotency_key(), sc.run_id(), sc.attempt()});
@@ -186,7 +148,6 @@ TEST_CASE("a step's idempotency key is run id and position, stable across a retr
     std::string run;
     {
         Engine& e = db.open();
-        define(e);
         run = e.start("keys").id;
         e.poll();  // first, then charge attempt 1 fails
         db.clock.advance(10s);
@@ -195,7 +156,6 @@ TEST_CASE("a step's idempotency key is run id and position, stable across a retr
         db.close();
     }
     Engine& e = db.open(0);
-    define(e);
     db.clock.advance(20s);
     e.poll();  // attempt 3, in the reopened engine
     REQUIRE(status_of(e, run) == RunStatus::completed);
@@ -218,7 +178,7 @@ TEST_CASE("a step's idempotency key is run id and position, stable across a retr
 
 TEST_CASE("a step that throws is journaled and replayed as the same StepError without running again",
           "[step][error][replay][reopen]") {
-    Reopenable db;
+    test::Reopenable db;
     int calls = 0;
     struct Observed {
         std::string step, type, message;
@@ -226,7 +186,7 @@ TEST_CASE("a step that throws is journaled and replayed as the same StepError wi
         std::string id;
     };
     std::vector<Observed> observed;
-    auto define = [&](Engine& e) {
+    db.define = [&](Engine& e) {
         e.define("fragile",
                  [&](Context& ctx) {
                      std::string what;
@@ -247,10 +207,7 @@ TEST_CASE("a step that throws is journaled and replayed as the same StepError wi
     std::string run;
     {
         Engine& e = db.open(0);
-        define(e);
-        run = e.start("fragile").id;
-        e.poll();
-        REQUIRE(status_of(e, run) == RunStatus::waiting);
+        run = test::start_waiting(e, "fragile").id;
         CHECK(calls == 1);
         CHECK(test::count_events(e, run, EventType::step_failed) == 1);
         auto t = e.trace(run);
@@ -262,7 +219,6 @@ TEST_CASE("a step that throws is journaled and replayed as the same StepError wi
         db.close();
     }
     Engine& e = db.open(0);
-    define(e);
     CHECK(e.signal(run, "decision", test::approved()).outcome == SignalOutcome::delivered);
     e.poll();
     REQUIRE(status_of(e, run) == RunStatus::completed);
@@ -280,10 +236,10 @@ TEST_CASE("a step that throws is journaled and replayed as the same StepError wi
 
 TEST_CASE("a retried step waits on a durable backoff timer, survives a reopen and then succeeds",
           "[step][retry][timer][reopen]") {
-    Reopenable db;
+    test::Reopenable db;
     int attempts = 0;
     std::vector<std::uint32_t> attempt_numbers;
-    auto define = [&](Engine& e) {
+    db.define = [&](Engine& e) {
         e.define("flaky", [&](Context& ctx) {
             return ctx.step("call_api", StepOptions{RetryPolicy{3, 10s}}, [&](StepContext& sc) {
                 ++attempts;
@@ -296,20 +252,14 @@ TEST_CASE("a retried step waits on a durable backoff timer, survives a reopen an
     std::string run;
     {
         Engine& e = db.open();
-        define(e);
         const TimePoint t0 = db.clock();
         run = e.start("flaky").id;
         auto p = e.poll();
         CHECK(attempts == 1);
         CHECK(p.waiting == 1);
-        auto info = e.status(run);
-        REQUIRE(info);
-        CHECK(info->status == RunStatus::waiting);
-        REQUIRE(info->waiting);
-        CHECK(info->waiting->kind == WaitKind::retry);
-        CHECK(info->waiting->name == "call_api");
-        REQUIRE(info->waiting->deadline);
-        CHECK(*info->waiting->deadline == t0 + 10s);
+        const WaitInfo wait = test::waiting_on(e, run, WaitKind::retry, "call_api");
+        REQUIRE(wait.deadline);
+        CHECK(*wait.deadline == t0 + 10s);
         CHECK(e.next_deadline() == t0 + 10s);
         CHECK(p.next_deadline == t0 + 10s);
         CHECK(test::count_events(e, run, EventType::step_retrying) == 1);
@@ -324,14 +274,13 @@ TEST_CASE("a retried step waits on a durable backoff timer, survives a reopen an
         p = e.poll();
         CHECK(p.timers_fired == 1);
         CHECK(attempts == 2);
-        info = e.status(run);
+        auto info = e.status(run);
         REQUIRE(info->waiting);
         CHECK(info->waiting->kind == WaitKind::retry);
         CHECK(info->waiting->deadline == db.clock() + 20s);  // multiplier 2
         db.close();
     }
     Engine& e = db.open();
-    define(e);
     CHECK(status_of(e, run) == RunStatus::waiting);
     CHECK(e.next_deadline() == db.clock() + 20s);
     e.poll();
@@ -347,10 +296,8 @@ TEST_CASE("a retried step waits on a durable backoff timer, survives a reopen an
     CHECK_FALSE(e.next_deadline());
 }
 
-TEST_CASE("a step that exhausts its attempts raises StepError with the last failure", "[step][retry][error]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock));
+TEST_CASE_METHOD(test::EngineFixture, "a step that exhausts its attempts raises StepError with the last failure",
+                 "[step][retry][error]") {
     int attempts = 0;
     engine.define("hopeless", [&](Context& ctx) {
         try {
@@ -382,9 +329,9 @@ TEST_CASE("a step that exhausts its attempts raises StepError with the last fail
 TEST_CASE("ctx.sleep parks the run on a durable timer until the clock passes it", "[sleep][timer][reopen]") {
     const bool reopen = GENERATE(false, true);
     CAPTURE(reopen);
-    Reopenable db;
+    test::Reopenable db;
     int before = 0, after = 0;
-    auto define = [&](Engine& e) {
+    db.define = [&](Engine& e) {
         e.define("nap", [&](Context& ctx) {
             ctx.step("before", [&] { ++before; });
             ctx.sleep(1h);
@@ -393,7 +340,6 @@ TEST_CASE("ctx.sleep parks the run on a durable timer until the clock passes it"
         });
     };
     Engine* e = &db.open();
-    define(*e);
     const TimePoint deadline = db.clock() + 1h;
     auto run = e->start("nap").id;
     auto p = e->poll();
@@ -410,7 +356,6 @@ TEST_CASE("ctx.sleep parks the run on a durable timer until the clock passes it"
 
     if (reopen) {
         e = &db.open(0);
-        define(*e);
         CHECK(e->next_deadline() == deadline);
     }
     db.clock.advance(59min);
@@ -430,10 +375,7 @@ TEST_CASE("ctx.sleep parks the run on a durable timer until the clock passes it"
     CHECK(test::count_events(*e, run, EventType::woke) == 1);
 }
 
-TEST_CASE("wait_for_signal returns nothing when its timeout passes", "[wait][timeout]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock));
+TEST_CASE_METHOD(test::EngineFixture, "wait_for_signal returns nothing when its timeout passes", "[wait][timeout]") {
     engine
         .define("approval",
                 [&](Context& ctx) {
@@ -457,10 +399,9 @@ TEST_CASE("wait_for_signal returns nothing when its timeout passes", "[wait][tim
     CHECK(engine.signal(run, "decision", test::approved()).outcome == SignalOutcome::run_finished);
 }
 
-TEST_CASE("suspend raises TimeoutError when its timeout passes, and the workflow can catch it", "[suspend][timeout]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock));
+TEST_CASE_METHOD(test::EngineFixture,
+                 "suspend raises TimeoutError when its timeout passes, and the workflow can catch it",
+                 "[suspend][timeout]") {
     engine.define("review", [&](Context& ctx) {
         try {
             auto data = ctx.suspend("approve", {{"doc", "D-1"}}, 2h);
@@ -471,10 +412,8 @@ TEST_CASE("suspend raises TimeoutError when its timeout passes, and the workflow
     });
     auto run = engine.start("review");
     engine.poll();
-    auto info = engine.status(run);
-    REQUIRE(info->waiting);
-    CHECK(info->waiting->kind == WaitKind::suspend);
-    CHECK(info->waiting->data == json{{"doc", "D-1"}});
+    const WaitInfo wait = test::waiting_on(engine, run, WaitKind::suspend, "approve");
+    CHECK(wait.data == json{{"doc", "D-1"}});
     clock.advance(2h);
     engine.poll();
     REQUIRE(status_of(engine, run) == RunStatus::completed);
@@ -484,11 +423,11 @@ TEST_CASE("suspend raises TimeoutError when its timeout passes, and the workflow
 // ---- journaled sources of time, randomness and ids ---------------------------------
 
 TEST_CASE("ctx.now, ctx.random and ctx.uuid return the recorded values on replay", "[determinism][replay][reopen]") {
-    Reopenable db;
+    test::Reopenable db;
     std::vector<TimePoint> times;
     std::vector<std::uint64_t> randoms;
     std::vector<std::string> uuids;
-    auto define = [&](Engine& e) {
+    db.define = [&](Engine& e) {
         e.define("sources",
                  [&](Context& ctx) {
                      times.push_back(ctx.now());
@@ -505,15 +444,11 @@ TEST_CASE("ctx.now, ctx.random and ctx.uuid return the recorded values on replay
     std::string run;
     {
         Engine& e = db.open(0);
-        define(e);
-        run = e.start("sources").id;
-        e.poll();
-        REQUIRE(status_of(e, run) == RunStatus::waiting);
+        run = test::start_waiting(e, "sources").id;
         db.close();
     }
     db.clock.advance(3h);
     Engine& e = db.open(0);
-    define(e);
     CHECK(e.signal(run, "decision", test::approved()).outcome == SignalOutcome::delivered);
     e.poll();
     REQUIRE(status_of(e, run) == RunStatus::completed);
@@ -565,18 +500,19 @@ struct CancellableOrder {
     }
 };
 
+/// An engine with the cancellable order defined.
+struct OrderFixture : test::EngineFixture {
+    CancellableOrder wf;
+    OrderFixture() { wf.define(engine); }
+};
+
 }  // namespace
 
-TEST_CASE("cancelling a waiting run raises Cancelled at the wait, where it can compensate",
-          "[cancel]") {
+TEST_CASE_METHOD(OrderFixture, "cancelling a waiting run raises Cancelled at the wait, where it can compensate",
+                 "[cancel]") {
     const bool rethrow = GENERATE(false, true);
     CAPTURE(rethrow);
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock));
-    CancellableOrder wf;
     wf.rethrow = rethrow;
-    wf.define(engine);
     auto run = engine.start("order");
     engine.poll();
     REQUIRE(status_of(engine, run) == RunStatus::waiting);
@@ -608,12 +544,7 @@ TEST_CASE("cancelling a waiting run raises Cancelled at the wait, where it can c
     CHECK(engine.signal(run, "decision", test::approved()).outcome == SignalOutcome::run_finished);
 }
 
-TEST_CASE("cancelling a run that is not yet waiting is seen at its next wait", "[cancel]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock));
-    CancellableOrder wf;
-    wf.define(engine);
+TEST_CASE_METHOD(OrderFixture, "cancelling a run that is not yet waiting is seen at its next wait", "[cancel]") {
     auto run = engine.start("order");
     REQUIRE(status_of(engine, run) == RunStatus::ready);
     auto c = engine.cancel(run, "duplicate order");
@@ -627,11 +558,9 @@ TEST_CASE("cancelling a run that is not yet waiting is seen at its next wait", "
     CHECK(engine.result<std::string>(run) == "compensated");
 }
 
-TEST_CASE("cancelling a sleeping run raises Cancelled from ctx.sleep and its timer no longer fires",
-          "[cancel][sleep][timer]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock));
+TEST_CASE_METHOD(test::EngineFixture,
+                 "cancelling a sleeping run raises Cancelled from ctx.sleep and its timer no longer fires",
+                 "[cancel][sleep][timer]") {
     std::vector<std::string> reasons;
     int woke = 0;
     engine.define("nap", [&](Context& ctx) {
@@ -659,10 +588,7 @@ TEST_CASE("cancelling a sleeping run raises Cancelled from ctx.sleep and its tim
     CHECK(status_of(engine, run) == RunStatus::cancelled);
 }
 
-TEST_CASE("cancel reports unknown runs and finished runs without writing", "[cancel]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock));
+TEST_CASE_METHOD(test::EngineFixture, "cancel reports unknown runs and finished runs without writing", "[cancel]") {
     engine.define("quick", [](Context&) { return 1; });
     auto run = engine.start("quick");
     engine.poll();
@@ -702,7 +628,7 @@ TEST_CASE("changed workflow code stops the run with a nondeterminism error, and 
     const Change change =
         GENERATE(Change::renamed_step, Change::step_where_the_journal_waits, Change::swallowed_by_catch);
     CAPTURE(static_cast<int>(change));
-    Reopenable db;
+    test::Reopenable db;
     Original original;
     int changed_bodies = 0;
 
@@ -710,9 +636,7 @@ TEST_CASE("changed workflow code stops the run with a nondeterminism error, and 
     {
         Engine& e = db.open();
         original.define(e);
-        run = e.start("refund").id;
-        e.poll();
-        REQUIRE(status_of(e, run) == RunStatus::waiting);
+        run = test::start_waiting(e, "refund").id;
         db.close();
     }
     {
@@ -743,12 +667,9 @@ TEST_CASE("changed workflow code stops the run with a nondeterminism error, and 
         CHECK(e.signal(run, "decision", test::approved()).outcome == SignalOutcome::delivered);
         auto p = e.poll();
         CHECK(p.failed == 1);
-        auto info = e.status(run);
-        REQUIRE(info);
-        CHECK(info->status == RunStatus::failed);
-        REQUIRE(info->error);
-        CHECK(info->error->id == "abide.replay.nondeterminism");
-        const std::string& msg = info->error->message;
+        const RunInfo info = test::failed_run(e, run);
+        CHECK(info.error->id == "abide.replay.nondeterminism");
+        const std::string& msg = info.error->message;
         CAPTURE(msg);
         if (change == Change::step_where_the_journal_waits) {
             CHECK_THAT(msg, Catch::Contains("position 1"));
@@ -779,10 +700,8 @@ TEST_CASE("changed workflow code stops the run with a nondeterminism error, and 
     CHECK_THROWS_AS(e.retry(run), UsageError);  // only failed runs
 }
 
-TEST_CASE("a workflow waiting on a signal it did not declare fails with a clear error", "[wait][usage]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock));
+TEST_CASE_METHOD(test::EngineFixture, "a workflow waiting on a signal it did not declare fails with a clear error",
+                 "[wait][usage]") {
     engine
         .define("sloppy",
                 [](Context& ctx) {
@@ -793,23 +712,18 @@ TEST_CASE("a workflow waiting on a signal it did not declare fails with a clear 
     auto run = engine.start("sloppy");
     auto p = engine.poll();
     CHECK(p.failed == 1);
-    auto info = engine.status(run);
-    REQUIRE(info);
-    CHECK(info->status == RunStatus::failed);
-    REQUIRE(info->error);
-    CHECK(info->error->id == "abide.workflow.undeclared_signal");
-    CHECK_THAT(info->error->message, Catch::Contains("manager_approval"));
-    CHECK_THAT(info->error->message, Catch::Contains("sloppy"));
+    const RunInfo info = test::failed_run(engine, run);
+    CHECK(info.error->id == "abide.workflow.undeclared_signal");
+    CHECK_THAT(info.error->message, Catch::Contains("manager_approval"));
+    CHECK_THAT(info.error->message, Catch::Contains("sloppy"));
     CHECK_FALSE(engine.next_deadline());  // the wait was never recorded
     CHECK(engine.list_runs({.waiting_for = "manager_approval"}).empty());
 }
 
 // ---- exceptions inside workflows ---------------------------------------------------
 
-TEST_CASE("a fiber parked inside a catch block keeps its own exception", "[fiber][exception]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock));
+TEST_CASE_METHOD(test::EngineFixture, "a fiber parked inside a catch block keeps its own exception",
+                 "[fiber][exception]") {
     std::vector<std::string> caught;
     engine
         .define("catcher",
@@ -854,21 +768,16 @@ TEST_CASE("a fiber parked inside a catch block keeps its own exception", "[fiber
 
     for (auto [run, expected] : {std::pair{a.id, "boom-A"}, std::pair{b.id, "boom-B"}}) {
         CAPTURE(run);
-        auto info = engine.status(run);
-        REQUIRE(info);
-        CHECK(info->status == RunStatus::failed);
-        REQUIRE(info->error);
-        CHECK(info->error->message == expected);
-        CHECK(info->error->type == "std::runtime_error");
+        const RunInfo info = test::failed_run(engine, run);
+        CHECK(info.error->message == expected);
+        CHECK(info.error->type == "std::runtime_error");
     }
     std::sort(caught.begin(), caught.end());
     CHECK(caught == std::vector<std::string>{"boom-A", "boom-B"});
 }
 
-TEST_CASE("a workflow that throws ends failed with its message, and result() refuses it", "[exception][result]") {
-    test::TempDir dir;
-    test::ManualClock clock;
-    Engine engine(test::test_options(dir, clock));
+TEST_CASE_METHOD(test::EngineFixture, "a workflow that throws ends failed with its message, and result() refuses it",
+                 "[exception][result]") {
     engine.define("broken", [](Context& ctx) -> int {
         ctx.step("fine", [] { return 1; });
         throw std::runtime_error("the ledger is closed");
@@ -876,14 +785,11 @@ TEST_CASE("a workflow that throws ends failed with its message, and result() ref
     auto run = engine.start("broken");
     auto p = engine.poll();
     CHECK(p.failed == 1);
-    auto info = engine.status(run);
-    REQUIRE(info);
-    CHECK(info->status == RunStatus::failed);
-    REQUIRE(info->error);
-    CHECK(info->error->id == "abide.workflow.exception");
-    CHECK(info->error->type == "std::runtime_error");
-    CHECK(info->error->message == "the ledger is closed");
-    CHECK_FALSE(info->output);
+    const RunInfo info = test::failed_run(engine, run);
+    CHECK(info.error->id == "abide.workflow.exception");
+    CHECK(info.error->type == "std::runtime_error");
+    CHECK(info.error->message == "the ledger is closed");
+    CHECK_FALSE(info.output);
     CHECK_THROWS_AS(engine.result<int>(run), UsageError);
     try {
         (void)engine.result<int>(run);
