@@ -1,0 +1,137 @@
+// The file format guard: newer formats are refused untouched, and a damaged
+// record is reported for its run while the other runs go on.
+#include "support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <lmdb.h>
+
+#include <fstream>
+#include <iterator>
+
+using namespace abide;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string file_bytes(const std::filesystem::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+/// Edits one value of an abide table with the LMDB C API, as a damaged disk
+/// or a newer abide would.
+void edit_value(const std::filesystem::path& db, const char* table, std::string_view key,
+                const std::function<void(std::string&)>& edit) {
+    MDB_env* env = nullptr;
+    REQUIRE(mdb_env_create(&env) == 0);
+    mdb_env_set_maxdbs(env, 32);
+    REQUIRE(mdb_env_open(env, db.c_str(), MDB_NOSUBDIR, 0644) == 0);
+    MDB_txn* txn = nullptr;
+    REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
+    MDB_dbi dbi = 0;
+    REQUIRE(mdb_dbi_open(txn, table, 0, &dbi) == 0);
+    MDB_val k{key.size(), const_cast<char*>(key.data())}, v{};
+    REQUIRE(mdb_get(txn, dbi, &k, &v) == 0);
+    std::string value(static_cast<const char*>(v.mv_data), v.mv_size);
+    edit(value);
+    MDB_val nv{value.size(), value.data()};
+    REQUIRE(mdb_put(txn, dbi, &k, &nv, 0) == 0);
+    REQUIRE(mdb_txn_commit(txn) == 0);
+    mdb_env_close(env);
+}
+
+std::string be64(std::uint64_t v) {
+    std::string k;
+    for (int shift = 56; shift >= 0; shift -= 8) k.push_back(static_cast<char>((v >> shift) & 0xff));
+    return k;
+}
+
+void define_approval(Engine& engine) {
+    engine
+        .define("approval",
+                [](Context& ctx, const std::string& who) {
+                    auto d = ctx.wait_for_signal<test::Decision>("decision", 24h);
+                    return d ? who + ": " + d->status : who + ": timed out";
+                })
+        .signal<test::Decision>("decision");
+}
+
+}  // namespace
+
+TEST_CASE("a database written by a newer format is refused and left untouched", "[storage][format]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    {
+        Engine engine(test::test_options(dir, clock));
+        define_approval(engine);
+        (void)engine.start("approval", std::string("a"));
+    }
+    edit_value(dir.db(), "meta", "format", [](std::string& v) { v.back() = static_cast<char>(v.back() + 1); });
+    const std::string before = file_bytes(dir.db());
+    try {
+        Engine engine(test::test_options(dir, clock));
+        FAIL("a newer format was opened");
+    } catch (const FormatError& e) {
+        CHECK(e.id() == "abide.storage.newer_format");
+        CHECK_THAT(e.what(), Catch::Contains("upgrade abide"));
+    }
+    CHECK(file_bytes(dir.db()) == before);
+}
+
+TEST_CASE("a damaged run record is reported for that run while other runs complete", "[storage][format]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    {
+        Engine engine(test::test_options(dir, clock));
+        define_approval(engine);
+        (void)engine.start("approval", std::string("a"), StartOptions{.run_id = "first"});
+        (void)engine.start("approval", std::string("b"), StartOptions{.run_id = "second"});
+        engine.poll();
+    }
+    // Run numbers follow creation order: "first" is #1. Flip one byte of its
+    // record (not the checksum), as a failing disk would.
+    edit_value(dir.db(), "runs", be64(1), [](std::string& v) { v[v.size() / 2] ^= 0x5a; });
+
+    Engine engine(test::test_options(dir, clock, 0));
+    define_approval(engine);
+    try {
+        (void)engine.status("first");
+        FAIL("a damaged record was decoded");
+    } catch (const FormatError& e) {
+        CHECK(e.id() == "abide.storage.corrupt");
+        CHECK_THAT(e.what(), Catch::Contains("run record #1") && Catch::Contains("checksum"));
+    }
+    CHECK_THROWS_AS(engine.signal("first", "decision", test::approved()), FormatError);
+
+    REQUIRE(engine.signal("second", "decision", test::approved()).outcome == SignalOutcome::delivered);
+    auto polled = engine.poll();
+    CHECK(polled.completed == 1);
+    CHECK(polled.problems.empty());
+    CHECK(engine.result<std::string>("second") == "b: approved");
+}
+
+TEST_CASE("a damaged journal entry is reported by poll and the other runs go on", "[storage][format]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    {
+        Engine engine(test::test_options(dir, clock));
+        define_approval(engine);
+        (void)engine.start("approval", std::string("a"), StartOptions{.run_id = "first"});
+        (void)engine.start("approval", std::string("b"), StartOptions{.run_id = "second"});
+        engine.poll();
+    }
+    // Run #1's first journal entry is its wait.
+    edit_value(dir.db(), "journal", be64(1) + std::string(4, '\0'), [](std::string& v) { v[2] ^= 0x01; });
+
+    Engine engine(test::test_options(dir, clock, 0));
+    define_approval(engine);
+    REQUIRE(engine.signal("first", "decision", test::approved()).outcome == SignalOutcome::delivered);
+    REQUIRE(engine.signal("second", "decision", test::approved()).outcome == SignalOutcome::delivered);
+    auto polled = engine.poll();
+    CHECK(polled.completed == 1);
+    REQUIRE(polled.problems.size() == 1);
+    CHECK_THAT(polled.problems[0], Catch::Contains("journal entry 0 of run #1") && Catch::Contains("damaged"));
+    CHECK(engine.result<std::string>("second") == "b: approved");
+    CHECK(test::status_of(engine, "first") == RunStatus::ready);  // left as it was, for an operator
+}
