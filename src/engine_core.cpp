@@ -73,7 +73,10 @@ static EngineOptions with_defaults(EngineOptions o) {
 }
 
 EngineCore::EngineCore(EngineOptions opts)
-    : options(with_defaults(std::move(opts))), storage(options), stacks(options.fiber_stack_size),
+    : options(with_defaults(std::move(opts))), storage(options),
+      // Enough pooled stacks for every cached fiber plus a full round, so a
+      // steady state maps no new stacks.
+      stacks(options.fiber_stack_size, options.cache_size + options.max_runs_per_round),
       commits(storage, options.clock, options.on_event), random_(std::random_device{}()) {}
 
 EngineCore::~EngineCore() {
@@ -736,6 +739,7 @@ std::vector<std::unique_ptr<RunInstance>> EngineCore::claim_ready(std::set<std::
                     dropped.push_back(std::move(instance));
                 std::vector<JournalEntry> entries;
                 Cursor j(t, Db::journal);
+                entries.reserve(record.journal_len - (instance ? instance->journal_size() : 0));
                 for (bool more = j.seek(journal_key(run, instance ? instance->journal_size() : 0));
                      more && get_be64(j.key()) == run; more = j.next()) {
                     const std::uint32_t seq = get_be32(j.key(), 8);
@@ -838,7 +842,11 @@ PollResult EngineCore::poll() {
     PollResult result;
     result.timers_fired = fire_due_timers(result);
     std::set<std::uint64_t> skip;  // runs that failed to commit in this poll
-    for (;;) {
+    // Runs made ready while this poll works are taken only up to the number
+    // that was ready when it began, so a stream of signals cannot keep one
+    // poll() from returning; the next poll takes the rest.
+    const std::uint64_t budget = storage.read().count(Db::ready);
+    while (result.runs_advanced < budget) {
         auto batch = claim_ready(skip, result.problems);
         if (batch.empty()) break;
         drive(std::move(batch), result, skip);

@@ -64,6 +64,10 @@ TimePoint RunInstance::core_now() const { return core_.now(); }
 std::uint64_t RunInstance::core_random() { return core_.random64(); }
 
 void RunInstance::append_committed(std::vector<JournalEntry> entries) {
+    if (journal_.empty()) {
+        journal_ = std::move(entries);
+        return;
+    }
     for (auto& e : entries) journal_.push_back(std::move(e));
 }
 

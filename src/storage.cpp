@@ -90,7 +90,10 @@ Txn::Txn(Txn&& other) noexcept
       map_lock_(std::move(other.map_lock_)) {}
 
 Txn::~Txn() {
-    if (txn_) mdb_txn_abort(txn_);
+    if (!txn_) return;
+    mdb_txn_abort(txn_);
+    if (writable_)
+        if (auto& tap = write_tap().observe) tap(WriteTap::Op::abort, Db::meta, {}, {});
 }
 
 std::optional<std::string_view> Txn::get(Db db, std::string_view key) const {

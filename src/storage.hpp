@@ -9,7 +9,7 @@
 //   signal_ids  run#(8) signal id                 -> empty        (accepted ids, for dedupe)
 //   timers      deadline_us(8) run#(8) seq(4)     -> empty        (deadline order)
 //   ready       run#(8)                           -> empty        (status ready or running)
-//   waits       kind(1) name 0 run#(8)            -> empty        (status waiting, by what)
+//   waits       name 0 run#(8)                    -> empty        (status waiting, by what)
 //   by_status   status(1) run#(8)                 -> workflow name
 //   events      seq(8)                            -> Event
 // run# is internal and monotonic (creation order); ids users see are strings.
@@ -43,11 +43,12 @@ enum class Db : std::uint8_t {
 
 class Storage;
 
-/// Observes every write of every transaction, in order (benchmarks replay them
+/// Observes every write of every transaction, in order, then its commit or
+/// abort (an aborted batch is re-applied; its writes must be dropped) (benchmarks replay them
 /// on raw LMDB as the baseline for the same writes). `key`/`value` are valid
 /// only during the call. Set it before opening an engine; not for production.
 struct WriteTap {
-    enum class Op { put, del, commit };
+    enum class Op { put, del, commit, abort };
     std::function<void(Op op, Db db, std::string_view key, std::string_view value)> observe;
 };
 /// The process-wide tap (empty: no overhead beyond a branch).

@@ -1,0 +1,199 @@
+// bench_refund: how fast does the refund workload move through abide?
+//
+// The workload (benchmarks/common.cpp): start, three steps, wait_for_signal
+// for a decision (7-day timeout, metadata); then the decision, the
+// issue_refund step, completion. Measured:
+//   * runs/s from start to waiting: start_batch of the in-flight window, then
+//     poll; with 256 in flight and with 1 in flight;
+//   * runs/s from decision to completed: signal_batch of the window, then
+//     poll; and with the decisions sent by 8 threads calling signal() while
+//     one thread polls (concurrent callers share commits);
+//   * latency p50/p99 of single runs (1 in flight), start->waiting and
+//     decision->completed;
+//   * commits per run (write_tap commits / runs).
+// Each phase's write transactions are replayed on raw LMDB as the baseline.
+#include "common.hpp"
+
+#include <fmt/format.h>
+
+#include <stdexcept>
+
+using namespace abide_bench;
+
+namespace {
+
+struct Sizes {
+    std::size_t runs;     // N, runs in the windowed and threaded phases
+    std::size_t window;   // in flight
+    std::size_t single;   // runs in the 1-in-flight phases
+    std::size_t threads;  // signalling threads
+};
+
+void expect(bool ok, const std::string& what) {
+    if (!ok) throw std::runtime_error(what);
+}
+
+std::vector<double> ms(const std::vector<double>& seconds) {
+    std::vector<double> out;
+    out.reserve(seconds.size());
+    for (double s : seconds) out.push_back(s * 1e3);
+    return out;
+}
+
+void add_rate(Report& report, const std::string& id, const std::string& label, std::size_t runs, double abide_s,
+              const Replay& base, const Recording& rec) {
+    const double n = static_cast<double>(runs);
+    report.add(id, label, "runs/s", Better::higher, n / abide_s, n / base.wall);
+    report.add(id + "_commits", label + ": commits per run", "commits", Better::lower,
+               static_cast<double>(rec.commits()) / n);
+}
+
+void measure(const Args& args, const Scratch& scratch, const Sizes& z, Report& report) {
+    const fs::path db = scratch.file("refund.db");
+    Mirror mirror(scratch.file("refund-baseline.db"), args);
+    Recorder& recorder = Recorder::instance();
+    abide::Engine engine(engine_options(db, args.durability));
+    define_refund(engine);
+    const std::string w = std::to_string(z.window);
+
+    // ---- start -> waiting, `window` in flight ----
+    {
+        std::vector<std::vector<abide::StartRequest>> batches;  // built before the clock starts
+        for (std::size_t begin = 0; begin < z.runs; begin += z.window) {
+            batches.emplace_back();
+            for (std::size_t i = begin; i < std::min(z.runs, begin + z.window); ++i)
+                batches.back().push_back(refund_start(i, refund_run_id("w-", i)));
+        }
+        mirror.seed(db);
+        recorder.start();
+        Stopwatch sw;
+        for (const auto& batch : batches) {
+            (void)engine.start_batch(batch);
+            auto r = engine.poll();
+            expect(r.waiting == batch.size(), fmt::format("start: {} of {} runs waited", r.waiting, batch.size()));
+        }
+        const double t = sw.wall();
+        Recording rec = recorder.stop();
+        add_rate(report, "start_to_waiting_w" + w, "start->waiting, " + w + " in flight", z.runs, t,
+                 mirror.replay(rec), rec);
+    }
+    // ---- decision -> completed, `window` in flight ----
+    {
+        std::vector<std::vector<abide::SignalRequest>> batches;  // built before the clock starts
+        for (std::size_t begin = 0; begin < z.runs; begin += z.window) {
+            batches.emplace_back();
+            for (std::size_t i = begin; i < std::min(z.runs, begin + z.window); ++i)
+                batches.back().push_back(abide::SignalRequest{refund_run_id("w-", i), refund_signal, decision_json(i),
+                                                              fmt::format("d-{}", i)});
+        }
+        mirror.seed(db);
+        recorder.start();
+        Stopwatch sw;
+        for (const auto& batch : batches) {
+            auto results = engine.signal_batch(batch);
+            for (const auto& s : results)
+                expect(s.outcome == abide::SignalOutcome::delivered, "signal_batch: " + s.message);
+            auto r = engine.poll();
+            expect(r.completed == batch.size(), fmt::format("decide: {} of {} runs completed", r.completed, batch.size()));
+        }
+        const double t = sw.wall();
+        Recording rec = recorder.stop();
+        add_rate(report, "decision_to_completed_w" + w, "decision->completed, signal_batch, " + w + " in flight",
+                 z.runs, t, mirror.replay(rec), rec);
+    }
+    // ---- 1 in flight: start -> waiting, with per-run latency ----
+    {
+        std::vector<std::string> tickets, ids;  // built before the clock starts
+        for (std::size_t i = 0; i < z.single; ++i) {
+            tickets.push_back(ticket_id(i));
+            ids.push_back(refund_run_id("one-", i));
+        }
+        mirror.seed(db);
+        std::vector<double> latency;
+        recorder.start();
+        Stopwatch total;
+        for (std::size_t i = 0; i < z.single; ++i) {
+            recorder.segment();
+            Stopwatch sw;
+            (void)engine.start(refund_workflow, tickets[i], {.run_id = ids[i]});
+            auto r = engine.poll();
+            latency.push_back(sw.wall());
+            expect(r.waiting == 1, "start: the run did not wait");
+        }
+        const double t = total.wall();
+        Recording rec = recorder.stop();
+        Replay base = mirror.replay(rec);
+        add_rate(report, "start_to_waiting_w1", "start->waiting, 1 in flight", z.single, t, base, rec);
+        report.add("start_to_waiting_p50", "start->waiting latency p50, single run", "ms", Better::lower,
+                   percentile(ms(latency), 50), percentile(ms(base.segment_seconds), 50));
+        report.add("start_to_waiting_p99", "start->waiting latency p99, single run", "ms", Better::lower,
+                   percentile(ms(latency), 99), percentile(ms(base.segment_seconds), 99));
+    }
+    // ---- 1 in flight: decision -> completed, with per-run latency ----
+    {
+        std::vector<std::string> ids, payloads, signal_ids;  // built before the clock starts
+        for (std::size_t i = 0; i < z.single; ++i) {
+            ids.push_back(refund_run_id("one-", i));
+            payloads.push_back(decision_text(i));
+            signal_ids.push_back(fmt::format("d-{}", i));
+        }
+        mirror.seed(db);
+        std::vector<double> latency;
+        recorder.start();
+        Stopwatch total;
+        for (std::size_t i = 0; i < z.single; ++i) {
+            recorder.segment();
+            Stopwatch sw;
+            auto s = engine.signal(ids[i], refund_signal, payloads[i], signal_ids[i]);
+            auto r = engine.poll();
+            latency.push_back(sw.wall());
+            expect(s.outcome == abide::SignalOutcome::delivered, "signal: " + s.message);
+            expect(r.completed == 1, "decide: the run did not complete");
+        }
+        const double t = total.wall();
+        Recording rec = recorder.stop();
+        Replay base = mirror.replay(rec);
+        add_rate(report, "decision_to_completed_w1", "decision->completed, 1 in flight", z.single, t, base, rec);
+        report.add("decision_to_completed_p50", "decision->completed latency p50, single run", "ms", Better::lower,
+                   percentile(ms(latency), 50), percentile(ms(base.segment_seconds), 50));
+        report.add("decision_to_completed_p99", "decision->completed latency p99, single run", "ms", Better::lower,
+                   percentile(ms(latency), 99), percentile(ms(base.segment_seconds), 99));
+    }
+    // ---- decision -> completed: `threads` threads call signal(), one thread polls ----
+    {
+        start_waiting_runs(engine, "mt-", 0, z.runs, 1024);  // setup, untimed
+        mirror.seed(db);
+        Concurrent c = decide_concurrently(engine, "mt-", z.runs, z.threads, 1);
+        const std::string th = std::to_string(z.threads);
+        add_rate(report, "decision_to_completed_threads" + th,
+                 "decision->completed, " + th + " threads call signal(), 1 thread polls", z.runs, c.seconds,
+                 mirror.replay(c.recording), c.recording);
+    }
+}
+
+int body(int argc, char** argv) {
+    Args args = Args::parse(argc, argv, "the refund workload: runs per second, latency, commits per run",
+                            {"runs", "window", "single", "threads"});
+    Sizes z;
+    z.runs = static_cast<std::size_t>(args.number("runs", 10000, 1000));
+    z.window = static_cast<std::size_t>(args.number("window", 256, 256));
+    z.single = static_cast<std::size_t>(args.number("single", 300, 20));
+    z.threads = static_cast<std::size_t>(args.number("threads", 8, 8));
+    Report report("refund", "the refund workload (start, 3 steps, wait for a decision; decision, refund step, done)",
+                  args);
+    report.param("runs", z.runs);
+    report.param("window", z.window);
+    report.param("single_runs", z.single);
+    report.param("signal_threads", z.threads);
+    Scratch scratch(args);
+    for (int rep = 0; rep < args.reps; ++rep) measure(args, scratch, z, report);
+    report.note("runs/s rows count whole runs through the phase; latency rows time one run at a time "
+                "(the baseline's latency is the replay of that run's transactions)");
+    report.note("commits per run counts write_tap commits; under synced durability each is a synced commit");
+    report.print();
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return run_main(body, argc, argv); }

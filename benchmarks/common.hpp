@@ -1,0 +1,305 @@
+// What every benchmark program shares: options, timing, the write recorder and
+// its raw-LMDB replay (the baseline), the refund workflow, and the report
+// (a readable table plus one JSON line).
+//
+// The baseline. While a benchmark's measured phase runs, the Recorder (through
+// abide::detail::write_tap()) keeps every put and delete abide made, grouped by
+// committed write transaction. A Mirror then replays exactly those
+// transactions, with the same boundaries, on a raw LMDB file (the same named
+// tables, MDB_NOSUBDIR, the sync flags of the durability mode: synced = none,
+// meta_unsynced = MDB_NOMETASYNC, unsynced = MDB_NOSYNC), timing only the
+// replay. By default the mirror file starts as a byte copy of abide's database
+// taken just before the phase (fsynced before any timing), so every write hits
+// the same tree and deletes find their keys; --fresh-baseline replays on an
+// empty file instead.
+#pragma once
+
+#include <abide/abide.hpp>
+
+#include "storage.hpp"  // abide::detail::write_tap, Db (from ${PROJECT_SOURCE_DIR}/src)
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <initializer_list>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+struct MDB_env;
+
+namespace abide_bench {
+
+using abide::json;
+using Db = abide::detail::Db;
+namespace fs = std::filesystem;
+
+// ---- options -------------------------------------------------------------------
+
+struct Args {
+    std::string program;
+    bool quick = false;
+    abide::Durability durability = abide::Durability::synced;
+    int reps = 2;               ///< each measurement is taken this often; the better one is reported
+    fs::path dir;               ///< where databases go (default: a new directory under $TMPDIR)
+    bool keep = false;          ///< keep the databases afterwards
+    bool fresh_baseline = false;///< replay the baseline on an empty file, not on a copy of abide's
+    bool no_baseline = false;   ///< skip the raw-LMDB baseline (to profile abide alone)
+    std::string json_out;       ///< also append the JSON line to this file
+    std::map<std::string, std::string, std::less<>> extra;
+
+    /// Parses the common options and `extra_keys` (each `--key=value`). Prints
+    /// usage and exits on --help or a bad option.
+    static Args parse(int argc, char** argv, std::string_view about,
+                      std::initializer_list<std::string_view> extra_keys = {});
+    /// An extra numeric option, or the default for the size (quick or full).
+    long long number(std::string_view key, long long full, long long quick_value) const;
+};
+
+std::string_view durability_name(abide::Durability d);
+
+// ---- time, memory, files -----------------------------------------------------------
+
+/// Wall time (steady_clock) and CPU time of the whole process
+/// (CLOCK_PROCESS_CPUTIME_ID) since start().
+struct Elapsed {
+    double wall = 0;  ///< seconds
+    double cpu = 0;   ///< seconds, all threads
+};
+class Stopwatch {
+public:
+    Stopwatch() { start(); }
+    void start();
+    Elapsed elapsed() const;
+    double wall() const;
+
+private:
+    std::chrono::steady_clock::time_point wall_{};
+    double cpu_ = 0;
+};
+double cpu_seconds();
+/// Nearest-rank percentile (p in 0..100) of the samples.
+double percentile(std::vector<double> samples, double p);
+double median(std::vector<double> samples);
+/// VmRSS of this process, in bytes.
+std::uint64_t rss_bytes();
+/// Returns freed heap to the OS so that a later RSS reading is not setup's.
+void trim_heap();
+void fsync_file(const fs::path& file);
+
+/// A directory for this run's databases, removed at the end unless --keep.
+class Scratch {
+public:
+    explicit Scratch(const Args& args);
+    ~Scratch();
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+    /// A path inside the directory; removes an old file of that name and its lock file.
+    fs::path file(const std::string& name) const;
+    const fs::path& dir() const { return dir_; }
+
+private:
+    fs::path dir_;
+    bool keep_;
+};
+void remove_database(const fs::path& file);
+
+/// Engine options for benchmarks: the durability mode and a map large enough
+/// that it never grows during a measured phase (a grown map re-applies a
+/// batch, and the tap would see the aborted attempt's writes).
+abide::EngineOptions engine_options(const fs::path& file, abide::Durability durability,
+                                    std::size_t map_bytes = std::size_t{1} << 30);
+
+// ---- recording abide's writes ----------------------------------------------------
+
+struct Recording {
+    enum class Op : std::uint8_t { put, del };
+    struct Write {
+        Op op;
+        Db db;
+        std::uint32_t key_size;
+        std::uint32_t value_size;
+        std::size_t offset;  ///< key then value, in `bytes`
+    };
+    std::string bytes;
+    std::vector<Write> writes;
+    std::vector<std::size_t> txn_end;        ///< writes[txn_end[t-1] .. txn_end[t]) form transaction t
+    std::vector<std::size_t> segment_begin;  ///< first transaction of each segment (Recorder::segment)
+    std::size_t uncommitted = 0;             ///< writes after the last commit (should be 0)
+
+    std::size_t transactions() const { return txn_end.size(); }
+    std::uint64_t commits() const { return txn_end.size(); }
+    std::size_t puts() const;
+    std::size_t dels() const;
+};
+
+/// The process-wide recorder behind abide::detail::write_tap(). install() sets
+/// the tap (before any engine opens); it records only between start() and stop().
+class Recorder {
+public:
+    static Recorder& instance();
+    /// Sets the tap (idempotent). uninstall() clears it: abide then pays no tap
+    /// call at all. Call both only while no engine is writing.
+    void install();
+    void uninstall();
+    void start();
+    /// Marks a segment boundary: the next transaction begins a new segment
+    /// (for per-run latencies of the replay). Call between operations.
+    void segment();
+    Recording stop();
+    /// Commits seen since start(), so far.
+    std::uint64_t commits() const;
+
+private:
+    Recorder() = default;
+    void observe(abide::detail::WriteTap::Op op, Db db, std::string_view key, std::string_view value);
+
+    mutable std::mutex mutex_;
+    bool recording_ = false;
+    Recording rec_;
+};
+
+// ---- raw LMDB: the baseline --------------------------------------------------------
+
+struct Replay {
+    double wall = 0;                      ///< seconds for all transactions
+    double cpu = 0;
+    std::vector<double> segment_seconds;  ///< per Recorder::segment, when there are segments
+    std::size_t missing_deletes = 0;      ///< deletes of keys absent from the mirror (fresh files only)
+};
+
+/// A raw LMDB file with abide's named tables, opened as the durability mode
+/// says. Also used for the read-only references (open time, first key, scans).
+class Mirror {
+public:
+    /// Takes the durability, --fresh-baseline and --no-baseline from `args`.
+    Mirror(fs::path file, const Args& args);
+    ~Mirror();
+    Mirror(const Mirror&) = delete;
+    Mirror& operator=(const Mirror&) = delete;
+
+    /// Starts the mirror from abide's database as it is now (a byte copy,
+    /// fsynced; abide must be idle), or from an empty file with
+    /// --fresh-baseline. Untimed.
+    void seed(const fs::path& abide_database);
+    /// Replays the recorded transactions; only this is timed. With
+    /// --no-baseline nothing happens and the times are NaN (the report drops them).
+    Replay replay(const Recording& recording);
+
+    // Read-only references (on whatever the mirror holds now; with
+    // --no-baseline they read nothing).
+    std::optional<std::string> get(Db db, std::string_view key);
+    /// One read transaction that reads the first key of each table.
+    void first_keys(std::initializer_list<Db> tables);
+    /// One read transaction: up to `limit` entries of `db` whose key starts
+    /// with `prefix`; returns their total key+value bytes.
+    std::size_t scan(Db db, std::string_view prefix, std::size_t limit);
+    /// One read transaction: the first `limit` keys of `waits` for `name`, and
+    /// each one's run record (what list_runs(waiting_for) has to read).
+    std::size_t list_waiting(std::string_view name, std::size_t limit);
+    /// One read transaction: run_ids[id] then runs[run#] (what status() reads).
+    std::size_t get_run(std::string_view run_id);
+    /// Seconds to open a raw LMDB environment on `file` and its named tables.
+    static double open_seconds(const fs::path& file);
+
+    const fs::path& file() const { return file_; }
+
+private:
+    void open(bool create);
+    void close();
+
+    fs::path file_;
+    abide::Durability durability_;
+    bool fresh_;
+    bool disabled_;
+    MDB_env* env_ = nullptr;
+    std::vector<unsigned> dbis_;
+};
+
+// ---- the refund workload ------------------------------------------------------------
+
+struct Decision {
+    std::string status, reviewer_id, reason;
+    std::int64_t approved_amount = 0;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Decision, status, reviewer_id, reason, approved_amount)
+
+inline constexpr const char* refund_workflow = "refund_review";
+inline constexpr const char* refund_signal = "refund_decision";
+
+/// The refund workload: three steps (load the ticket, the customer, a risk
+/// score), wait_for_signal<Decision>("refund_decision", 7 days, metadata), then
+/// for an approval the "issue_refund" step, and completion.
+void define_refund(abide::Engine& engine);
+std::string ticket_id(std::size_t i);
+abide::StartRequest refund_start(std::size_t i, const std::string& run_id);
+std::string refund_run_id(const std::string& prefix, std::size_t i);
+/// The decision as JSON text (as an HTTP body would bring it) and as JSON.
+std::string decision_text(std::size_t i);
+json decision_json(std::size_t i);
+
+/// Starts runs [first, first+count) with start_batch in windows of `window`,
+/// polling after each, until every one waits. Throws if one does not.
+void start_waiting_runs(abide::Engine& engine, const std::string& prefix, std::size_t first, std::size_t count,
+                        std::size_t window);
+
+struct Concurrent {
+    double seconds = 0;      ///< from releasing the threads until every run completed
+    std::size_t polls = 0;   ///< poll() calls, all pollers together
+    Recording recording;     ///< abide's writes meanwhile
+};
+/// Decides runs [0, n) of `prefix` (waiting refund runs): `signalers` threads
+/// call signal() one decision at a time (thread t takes runs t, t+signalers,
+/// ...) while `pollers` threads call poll() until every run has completed
+/// (an idle poll sleeps 50 us). Records abide's writes from the release on.
+Concurrent decide_concurrently(abide::Engine& engine, const std::string& prefix, std::size_t n,
+                               std::size_t signalers, std::size_t pollers);
+
+// ---- the report -----------------------------------------------------------------------
+
+enum class Better { higher, lower };
+
+/// One figure with abide's value and, when there is one, the baseline's.
+struct Figure {
+    std::string id;     ///< JSON key, snake_case
+    std::string label;  ///< table row
+    std::string unit;
+    Better better = Better::higher;
+    double abide = 0;
+    std::optional<double> baseline;
+};
+
+class Report {
+public:
+    Report(std::string bench, std::string title, const Args& args);
+    void param(const std::string& key, json value);
+    void note(std::string text);
+    /// Adds a figure; adding the same id again (another repetition) keeps the
+    /// better abide value and the better baseline value.
+    void add(Figure figure);
+    void add(std::string id, std::string label, std::string unit, Better better, double abide,
+             std::optional<double> baseline = std::nullopt);
+    /// A number that is not abide's (a plain function call, a raw read), shown
+    /// in its own table. Same merging.
+    void reference(std::string id, std::string label, std::string unit, Better better, double value);
+    /// abide's speed as a fraction of the baseline's (1 = as fast), or nothing.
+    static std::optional<double> ratio(const Figure& f);
+    /// Prints the table and the JSON line (and appends it to --json-out).
+    void print() const;
+
+private:
+    static void merge(std::vector<Figure>& list, Figure figure);
+    std::string bench_, title_;
+    const Args& args_;
+    json params_ = json::object();
+    std::vector<std::string> notes_;
+    std::vector<Figure> figures_, references_;
+};
+
+/// Common main() wrapper: prints an exception and returns 1.
+int run_main(int (*body)(int, char**), int argc, char** argv);
+
+}  // namespace abide_bench
