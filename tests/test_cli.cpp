@@ -1,12 +1,12 @@
 // The `abide` command, run as a separate process against a database an
 // in-test Engine (the "host") keeps open: reads, signals, refusals, exit codes.
+#include "lmdb_support.hpp"
 #include "support.hpp"
 
 #include <catch2/catch.hpp>
 
 #ifdef ABIDE_CLI_PATH
 
-#include <lmdb.h>
 
 #include <fcntl.h>
 #include <signal.h>
@@ -611,20 +611,7 @@ TEST_CASE("a file that is not an abide database is exit 3 and left unchanged", "
     } else if (kind == "empty") {
         std::ofstream(path, std::ios::binary).flush();
     } else {
-        MDB_env* env = nullptr;
-        REQUIRE(mdb_env_create(&env) == 0);
-        REQUIRE(mdb_env_set_mapsize(env, std::size_t{1} << 20) == 0);
-        REQUIRE(mdb_env_open(env, path.c_str(), MDB_NOSUBDIR, 0644) == 0);
-        MDB_txn* txn = nullptr;
-        REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
-        MDB_dbi dbi = 0;
-        REQUIRE(mdb_dbi_open(txn, nullptr, 0, &dbi) == 0);
-        std::string key = "customer:17", value = "someone else's data";
-        MDB_val k{key.size(), key.data()}, v{value.size(), value.data()};
-        REQUIRE(mdb_put(txn, dbi, &k, &v, 0) == 0);
-        REQUIRE(mdb_txn_commit(txn) == 0);
-        mdb_env_close(env);
-        std::filesystem::remove(path + "-lock");
+        test::write_foreign_lmdb(path);
     }
     const std::string before = read_bytes(path);
     for (const char* verb : {"runs", "stats"}) {

@@ -57,6 +57,15 @@ void define_approval(Engine& engine) {
         .signal<test::Decision>("decision");
 }
 
+/// Runs "first" (#1) and "second" (#2), both waiting for a decision.
+void park_two_runs(const test::TempDir& dir, const test::ManualClock& clock) {
+    Engine engine(test::test_options(dir, clock));
+    define_approval(engine);
+    (void)engine.start("approval", std::string("a"), StartOptions{.run_id = "first"});
+    (void)engine.start("approval", std::string("b"), StartOptions{.run_id = "second"});
+    engine.poll();
+}
+
 }  // namespace
 
 TEST_CASE("a database written by a newer format is refused and left untouched", "[storage][format]") {
@@ -82,13 +91,7 @@ TEST_CASE("a database written by a newer format is refused and left untouched", 
 TEST_CASE("a damaged run record is reported for that run while other runs complete", "[storage][format]") {
     test::TempDir dir;
     test::ManualClock clock;
-    {
-        Engine engine(test::test_options(dir, clock));
-        define_approval(engine);
-        (void)engine.start("approval", std::string("a"), StartOptions{.run_id = "first"});
-        (void)engine.start("approval", std::string("b"), StartOptions{.run_id = "second"});
-        engine.poll();
-    }
+    park_two_runs(dir, clock);
     // Run numbers follow creation order: "first" is #1. Flip one byte of its
     // record (not the checksum), as a failing disk would.
     edit_value(dir.db(), "runs", be64(1), [](std::string& v) { v[v.size() / 2] ^= 0x5a; });
@@ -114,13 +117,7 @@ TEST_CASE("a damaged run record is reported for that run while other runs comple
 TEST_CASE("a damaged journal entry is reported by poll and the other runs go on", "[storage][format]") {
     test::TempDir dir;
     test::ManualClock clock;
-    {
-        Engine engine(test::test_options(dir, clock));
-        define_approval(engine);
-        (void)engine.start("approval", std::string("a"), StartOptions{.run_id = "first"});
-        (void)engine.start("approval", std::string("b"), StartOptions{.run_id = "second"});
-        engine.poll();
-    }
+    park_two_runs(dir, clock);
     // Run #1's first journal entry is its wait.
     edit_value(dir.db(), "journal", be64(1) + std::string(4, '\0'), [](std::string& v) { v[2] ^= 0x01; });
 

@@ -1,10 +1,10 @@
 // The host side: starting runs, handing in signals and resumes, queries, the
 // event log, traces, threads, and the storage file.
+#include "lmdb_support.hpp"
 #include "support.hpp"
 
 #include <catch2/catch.hpp>
 
-#include <lmdb.h>
 
 #include <algorithm>
 #include <atomic>
@@ -739,21 +739,7 @@ TEST_CASE("a file that is not a database is refused and left unchanged", "[stora
 TEST_CASE("an LMDB database that is not abide's is refused and left unchanged", "[storage][format][lmdb]") {
     test::TempDir dir;
     const std::string path = dir.db().string();
-    {
-        MDB_env* env = nullptr;
-        REQUIRE(mdb_env_create(&env) == 0);
-        REQUIRE(mdb_env_set_mapsize(env, std::size_t{1} << 20) == 0);
-        REQUIRE(mdb_env_open(env, path.c_str(), MDB_NOSUBDIR, 0644) == 0);
-        MDB_txn* txn = nullptr;
-        REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
-        MDB_dbi dbi = 0;
-        REQUIRE(mdb_dbi_open(txn, nullptr, 0, &dbi) == 0);
-        std::string key = "customer:17", value = "someone else's data";
-        MDB_val k{key.size(), key.data()}, v{value.size(), value.data()};
-        REQUIRE(mdb_put(txn, dbi, &k, &v, 0) == 0);
-        REQUIRE(mdb_txn_commit(txn) == 0);
-        mdb_env_close(env);
-    }
+    test::write_foreign_lmdb(dir.db());
     const std::string bytes = read_bytes(dir.db());
     REQUIRE_FALSE(bytes.empty());
     check_foreign_file_refused(dir, bytes, "a foreign LMDB database was opened");
