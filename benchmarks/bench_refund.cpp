@@ -40,6 +40,14 @@ std::vector<double> ms(const std::vector<double>& seconds) {
     return out;
 }
 
+/// p50 and p99 of single-run latencies, beside the baseline's per-run replays.
+void add_latency(Report& report, const std::string& id, const std::string& label, const std::vector<double>& latency,
+                 const Replay& base) {
+    for (int p : {50, 99})
+        report.add(fmt::format("{}_p{}", id, p), fmt::format("{} latency p{}, single run", label, p), "ms",
+                   Better::lower, percentile(ms(latency), p), percentile(ms(base.segment_seconds), p));
+}
+
 void add_rate(Report& report, const std::string& id, const std::string& label, std::size_t runs, double abide_s,
               const Replay& base, const Recording& rec) {
     const double n = static_cast<double>(runs);
@@ -124,10 +132,7 @@ void measure(const Args& args, const Scratch& scratch, const Sizes& z, Report& r
         Recording rec = recorder.stop();
         Replay base = mirror.replay(rec);
         add_rate(report, "start_to_waiting_w1", "start->waiting, 1 in flight", z.single, t, base, rec);
-        report.add("start_to_waiting_p50", "start->waiting latency p50, single run", "ms", Better::lower,
-                   percentile(ms(latency), 50), percentile(ms(base.segment_seconds), 50));
-        report.add("start_to_waiting_p99", "start->waiting latency p99, single run", "ms", Better::lower,
-                   percentile(ms(latency), 99), percentile(ms(base.segment_seconds), 99));
+        add_latency(report, "start_to_waiting", "start->waiting", latency, base);
     }
     // ---- 1 in flight: decision -> completed, with per-run latency ----
     {
@@ -154,10 +159,7 @@ void measure(const Args& args, const Scratch& scratch, const Sizes& z, Report& r
         Recording rec = recorder.stop();
         Replay base = mirror.replay(rec);
         add_rate(report, "decision_to_completed_w1", "decision->completed, 1 in flight", z.single, t, base, rec);
-        report.add("decision_to_completed_p50", "decision->completed latency p50, single run", "ms", Better::lower,
-                   percentile(ms(latency), 50), percentile(ms(base.segment_seconds), 50));
-        report.add("decision_to_completed_p99", "decision->completed latency p99, single run", "ms", Better::lower,
-                   percentile(ms(latency), 99), percentile(ms(base.segment_seconds), 99));
+        add_latency(report, "decision_to_completed", "decision->completed", latency, base);
     }
     // ---- decision -> completed: `threads` threads call signal(), one thread polls ----
     {
