@@ -49,13 +49,6 @@ WaitKind park_kind_of(const JournalEntry& park) {
 
 json parse_or_null(std::string_view text) { return text.empty() ? json() : json::parse(text); }
 
-std::string make_uuid(std::uint64_t hi, std::uint64_t lo) {
-    hi = (hi & ~std::uint64_t{0xf000}) | 0x4000;
-    lo = (lo & ~(std::uint64_t{0xc} << 60)) | (std::uint64_t{0x8} << 60);
-    return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", hi >> 32, (hi >> 16) & 0xffff, hi & 0xffff, lo >> 48,
-                       lo & 0xffffffffffffULL);
-}
-
 void check_name(std::string_view what, std::string_view name) {
     if (name.empty() || name.size() > 512 || name.find('\0') != std::string_view::npos)
         throw UsageError("abide.name.invalid",
@@ -88,6 +81,14 @@ EngineCore::~EngineCore() {
 std::uint64_t EngineCore::random64() {
     std::lock_guard lock(random_mutex_);
     return random_();
+}
+
+std::string EngineCore::random_uuid() {
+    std::uint64_t hi = random64(), lo = random64();
+    hi = (hi & ~std::uint64_t{0xf000}) | 0x4000;                          // version 4
+    lo = (lo & ~(std::uint64_t{0xc} << 60)) | (std::uint64_t{0x8} << 60);  // RFC 4122 variant
+    return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", hi >> 32, (hi >> 16) & 0xffff, hi & 0xffff, lo >> 48,
+                       lo & 0xffffffffffffULL);
 }
 
 WorkflowDef& EngineCore::add_definition(std::string name) {
@@ -376,7 +377,7 @@ EngineCore::PreparedStart EngineCore::prepare_start(const StartRequest& request)
         throw PayloadError("abide.payload.too_large",
                            fmt::format("the input of workflow '{}' is {} bytes, over max_payload_bytes ({})",
                                        request.workflow, p.text.size(), options.max_payload_bytes));
-    p.id = request.options.run_id.empty() ? make_uuid(random64(), random64()) : request.options.run_id;
+    p.id = request.options.run_id.empty() ? random_uuid() : request.options.run_id;
     check_name("run id", p.id);
     return p;
 }
@@ -637,11 +638,10 @@ void EngineCore::retry(std::string_view run_id) {
 
 // ---- poll ---------------------------------------------------------------------------
 
-std::size_t EngineCore::fire_due_timers(PollResult& result) {
+std::size_t EngineCore::fire_due_timers(std::optional<TimePoint> earliest, PollResult& result) {
     constexpr std::size_t max_per_commit = 4096;
     std::size_t fired = 0;
     // An idle poll must not take the write lock: look first.
-    auto earliest = next_deadline();
     if (!earliest || *earliest > now()) return 0;
     for (;;) {
         std::size_t count = 0;
@@ -840,18 +840,28 @@ void EngineCore::drive(std::vector<std::unique_ptr<RunInstance>> active, PollRes
 
 PollResult EngineCore::poll() {
     PollResult result;
-    result.timers_fired = fire_due_timers(result);
+    // One look at the earliest timer and the ready set: an idle poll ends here.
+    std::optional<TimePoint> earliest;
+    std::uint64_t budget = 0;
+    {
+        Txn t = storage.read();
+        Cursor c(t, Db::timers);
+        if (c.first()) earliest = from_micros(static_cast<std::int64_t>(get_be64(c.key())));
+        budget = t.count(Db::ready);
+    }
+    result.timers_fired = fire_due_timers(earliest, result);
+    budget += result.timers_fired;
     std::set<std::uint64_t> skip;  // runs that failed to commit in this poll
     // Runs made ready while this poll works are taken only up to the number
-    // that was ready when it began, so a stream of signals cannot keep one
-    // poll() from returning; the next poll takes the rest.
-    const std::uint64_t budget = storage.read().count(Db::ready);
+    // that was ready when it began (or woken by its timers), so a stream of
+    // signals cannot keep one poll() from returning; the next poll takes the rest.
     while (result.runs_advanced < budget) {
         auto batch = claim_ready(skip, result.problems);
         if (batch.empty()) break;
         drive(std::move(batch), result, skip);
     }
-    result.next_deadline = next_deadline();
+    // Nothing this poll wrote moved a timer, so the first look still holds.
+    result.next_deadline = result.timers_fired == 0 && result.runs_advanced == 0 ? earliest : next_deadline();
     return result;
 }
 

@@ -44,6 +44,8 @@ public:
 
     TimePoint now() const { return options.clock(); }
     std::uint64_t random64();
+    /// A random version-4 UUID: generated run ids, and ctx.uuid() (journaled).
+    std::string random_uuid();
 
     // ---- definitions ----
     WorkflowDef& add_definition(std::string name);
@@ -115,7 +117,8 @@ private:
                                               WaitKind kind, std::string_view name);
     Event event_for(EventType type, const RunRecord& record, std::string name = {}) const;
 
-    std::size_t fire_due_timers(PollResult& result);
+    /// Fires timers due now, if `earliest` (the first deadline) says any are.
+    std::size_t fire_due_timers(std::optional<TimePoint> earliest, PollResult& result);
     /// Takes up to max_runs_per_round ready runs not executing elsewhere in
     /// this process (nor in `skip`), with their journals loaded. A damaged run
     /// goes into `skip` and its error into `problems`.

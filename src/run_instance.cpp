@@ -62,6 +62,7 @@ RunInstance::~RunInstance() { unwind(); }
 
 TimePoint RunInstance::core_now() const { return core_.now(); }
 std::uint64_t RunInstance::core_random() { return core_.random64(); }
+std::string RunInstance::core_uuid() { return core_.random_uuid(); }
 
 void RunInstance::append_committed(std::vector<JournalEntry> entries) {
     if (journal_.empty()) {
@@ -390,14 +391,7 @@ std::uint64_t Context::random() {
 }
 
 std::string Context::uuid() {
-    auto text = instance_.recorded(detail::EntryKind::uuid, [this] {
-        std::uint64_t hi = instance_.core_random(), lo = instance_.core_random();
-        hi = (hi & ~std::uint64_t{0xf000}) | 0x4000;                      // version 4
-        lo = (lo & ~(std::uint64_t{0xc} << 60)) | (std::uint64_t{0x8} << 60);  // RFC 4122 variant
-        return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", hi >> 32, (hi >> 16) & 0xffff, hi & 0xffff,
-                           lo >> 48, lo & 0xffffffffffffULL);
-    });
-    return text;
+    return instance_.recorded(detail::EntryKind::uuid, [this] { return instance_.core_uuid(); });
 }
 
 const std::string& Context::run_id() const noexcept { return instance_.id(); }

@@ -75,6 +75,7 @@ public:
     const std::string& workflow() const noexcept { return def_.name; }
     TimePoint core_now() const;
     std::uint64_t core_random();
+    std::string core_uuid();
     bool replaying() const noexcept { return cursor_ < journal_.size(); }
 
 private:
