@@ -1,6 +1,7 @@
 #include "commit_queue.hpp"
 
 #include "bytes.hpp"
+#include "crash_points.hpp"
 #include "records.hpp"
 
 #include <abide/errors.hpp>
@@ -89,7 +90,9 @@ std::vector<Event> CommitQueue::commit(std::vector<Group*>& batch) {
                 if (restart) break;
             }
             if (restart) continue;  // txn aborts here; re-apply without the failed op
+            ABIDE_CRASH_POINT("commit.before");  // crash: the batch is lost, no caller was answered
             txn.commit();
+            ABIDE_CRASH_POINT("commit.after");  // crash: the batch is durable, no caller was answered
             {
                 std::lock_guard lock(mutex_);
                 ++commits_;
@@ -118,6 +121,7 @@ void CommitQueue::deliver_events(std::unique_lock<std::mutex>& lock, std::vector
         std::vector<Event> now = std::exchange(callback_queue_, {});
         lock.unlock();
         for (const Event& e : now) {
+            ABIDE_CRASH_POINT("event.callback.before");  // crash: committed, the callback never saw it
             try {
                 on_event_(e);
             } catch (...) {

@@ -1,5 +1,7 @@
 #include "engine_core.hpp"
 
+#include "crash_points.hpp"
+
 #include "bytes.hpp"
 
 #include <fmt/format.h>
@@ -383,6 +385,7 @@ EngineCore::PreparedStart EngineCore::prepare_start(const StartRequest& request)
 }
 
 void EngineCore::apply_start(WriteContext& w, const PreparedStart& p, RunHandle& handle) {
+    ABIDE_CRASH_POINT("start.apply");  // crash: inside the transaction, nothing stored
     const std::string& workflow = p.request->workflow;
     handle.id = p.id;
     handle.created = true;
@@ -424,6 +427,7 @@ std::vector<RunHandle> EngineCore::start(std::span<const StartRequest> requests)
         ops.emplace_back([this, &prepared, &handles, i](WriteContext& w) { apply_start(w, prepared[i], handles[i]); });
     std::vector<std::exception_ptr> errors(requests.size());
     commits.run(ops, errors);
+    ABIDE_CRASH_POINT("start.committed");  // crash: stored, the caller got no answer and starts again
     for (const auto& e : errors)
         if (e) std::rethrow_exception(e);  // an id conflict: that run was not created
     return handles;
@@ -469,6 +473,7 @@ std::optional<SignalResult> EngineCore::prepare_signal(Txn& read, const SignalRe
 }
 
 void EngineCore::apply_signal(WriteContext& w, const PreparedSignal& p, SignalResult& result) {
+    ABIDE_CRASH_POINT("signal.apply");  // crash: inside the transaction, nothing stored
     const SignalRequest& req = *p.request;
     const std::string& run_id = req.run;
     const std::string& name = req.name;
@@ -569,6 +574,7 @@ std::vector<SignalResult> EngineCore::deliver(std::span<const SignalRequest> req
         ops.emplace_back([this, &prepared, &results, i](WriteContext& w) { apply_signal(w, prepared[i], results[i]); });
     std::vector<std::exception_ptr> errors(ops.size());
     commits.run(ops, errors);
+    ABIDE_CRASH_POINT("signal.committed");  // crash: stored, the sender got no answer and resends
     for (const auto& e : errors)
         if (e) std::rethrow_exception(e);  // a damaged run record
     return results;
@@ -670,6 +676,7 @@ std::size_t EngineCore::fire_due_timers(std::optional<TimePoint> earliest, PollR
                 RunRecord record = decode_run_record(*raw, run);
                 // Stale timers (the wait ended some other way) do nothing: firing is idempotent.
                 if (record.status != RunStatus::waiting || !record.park || record.park->seq != seq) continue;
+                ABIDE_CRASH_POINT("timer.fire");  // crash: inside the transaction, the timer stays due
                 JournalEntry wake;
                 wake.kind = EntryKind::wake;
                 const WaitKind k = record.park->kind;
@@ -679,6 +686,7 @@ std::size_t EngineCore::fire_due_timers(std::optional<TimePoint> earliest, PollR
                 ++count;
             }
         });
+        ABIDE_CRASH_POINT("timer.committed");  // crash: the woken runs are ready, none executed
         ++result.commits;
         fired += count;
         if (!more) return fired;

@@ -1,5 +1,6 @@
 #include "run_instance.hpp"
 
+#include "crash_points.hpp"
 #include "engine_core.hpp"
 
 #include <boost/context/fiber.hpp>
@@ -251,7 +252,9 @@ json RunInstance::run_step(std::string_view name, const StepOptions& options,
         json value;
         in_step_ = true;
         try {
+            ABIDE_CRASH_POINT("step.body.before");
             value = body(sc);
+            ABIDE_CRASH_POINT("step.body.after");  // crash: the effect happened, its result is not journaled
             entry.value = value.dump();
             if (entry.value.size() > core_.options.max_payload_bytes)
                 failure = ErrorInfo{"abide.payload.too_large", "abide::PayloadError",
