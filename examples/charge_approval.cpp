@@ -14,7 +14,7 @@ using namespace std::chrono_literals;
 const char* const usage =
     "usage: charge_approval                      run a short scenario and check it\n"
     "       charge_approval host --db DB --ledger FILE [--steplog FILE] [--start N] [--runs-prefix P]\n"
-    "                            [--poll-ms M] [--step-delay-ms M] [--fake-clock-file F] [--exit-when-idle]\n"
+    "                            [--poll-ms M] [--step-delay-ms M] [--fake-clock-file F] [--quarantine-after N] [--exit-when-idle]\n"
     "       charge_approval notify --db DB --outbox FILE [--follow] [--poll-ms M] [--post-delay-ms M]\n";
 
 // ---- payload types ---------------------------------------------------------------

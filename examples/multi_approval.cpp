@@ -13,7 +13,7 @@ namespace ex = examples;
 const char* const usage =
     "usage: multi_approval                      run a short scenario and check it\n"
     "       multi_approval host --db DB --ledger FILE [--steplog FILE] [--start N] [--runs-prefix P]\n"
-    "                           [--poll-ms M] [--step-delay-ms M] [--fake-clock-file F] [--exit-when-idle]\n"
+    "                           [--poll-ms M] [--step-delay-ms M] [--fake-clock-file F] [--quarantine-after N] [--exit-when-idle]\n"
     "       multi_approval notify --db DB --outbox FILE [--follow] [--poll-ms M] [--post-delay-ms M]\n";
 
 // ---- payload types ---------------------------------------------------------------

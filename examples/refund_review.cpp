@@ -14,7 +14,7 @@ using namespace std::chrono_literals;
 const char* const usage =
     "usage: refund_review                      run a short scenario and check it\n"
     "       refund_review host --db DB --ledger FILE [--steplog FILE] [--start N] [--runs-prefix P]\n"
-    "                          [--poll-ms M] [--step-delay-ms M] [--fake-clock-file F] [--exit-when-idle]\n";
+    "                          [--poll-ms M] [--step-delay-ms M] [--fake-clock-file F] [--quarantine-after N] [--exit-when-idle]\n";
 
 // ---- payload types ---------------------------------------------------------------
 struct Ticket {

@@ -56,6 +56,7 @@ SignalResult Engine::resume(std::string_view run, std::string_view step_key, std
 
 CancelResult Engine::cancel(std::string_view run, std::string_view reason) { return core_->cancel(run, reason); }
 void Engine::retry(std::string_view run) { core_->retry(run); }
+void Engine::release(std::string_view run) { core_->release_quarantined(run); }
 PollResult Engine::poll() { return core_->poll(); }
 std::optional<TimePoint> Engine::next_deadline() const { return core_->next_deadline(); }
 std::optional<RunInfo> Engine::status(std::string_view run) const { return core_->status(run); }

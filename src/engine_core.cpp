@@ -72,7 +72,8 @@ EngineCore::EngineCore(EngineOptions opts)
       // Enough pooled stacks for every cached fiber plus a full round, so a
       // steady state maps no new stacks.
       stacks(options.fiber_stack_size, options.cache_size + options.max_runs_per_round),
-      commits(storage, options.clock, options.on_event), random_(std::random_device{}()) {}
+      commits(storage, options.clock, options.on_event), run_locks(options.path.string()),
+      random_(std::random_device{}()) {}
 
 EngineCore::~EngineCore() {
     // Unwind cached fibers while the stack pool still exists.
@@ -315,6 +316,7 @@ void EngineCore::apply_request(WriteContext& w, const RunInstance& instance, Out
                 e.data = json{{"type", req.entry.error_type}, {"message", req.entry.error_message}};
                 w.emit(std::move(e));
             }
+            record.attempts = 0;  // progress: this execution was not cut short
             put_run(w, run, record);
             out.kind = Outcome::Kind::proceed;
             out.request_entry_appended = true;
@@ -336,6 +338,7 @@ void EngineCore::apply_request(WriteContext& w, const RunInstance& instance, Out
             } else {
                 out.kind = Outcome::Kind::parked;
             }
+            record.attempts = 0;
             put_run(w, run, record);
             return;
         }
@@ -354,6 +357,7 @@ void EngineCore::apply_request(WriteContext& w, const RunInstance& instance, Out
                 e.data = json{{"id", req.error->id}, {"type", req.error->type}, {"message", req.error->message}};
             w.emit(std::move(e), req.final_status == RunStatus::completed ? std::string_view(req.output)
                                                                           : std::string_view());
+            record.attempts = 0;
             put_run(w, run, record);
             out.kind = Outcome::Kind::finished;
             out.final_status = req.final_status;
@@ -642,6 +646,24 @@ void EngineCore::retry(std::string_view run_id) {
     });
 }
 
+void EngineCore::release_quarantined(std::string_view run_id) {
+    commits.run([&](WriteContext& w) {
+        std::uint64_t run = 0;
+        auto record = find_run(w.txn, run_id, &run);
+        if (!record)
+            throw UsageError("abide.run.unknown", fmt::format("no run '{}' exists; check the id", run_id));
+        if (record->status != RunStatus::quarantined)
+            throw UsageError("abide.run.not_quarantined",
+                             fmt::format("run '{}' is {}; only quarantined runs can be released", run_id,
+                                         to_string(record->status)));
+        record->error.reset();
+        record->attempts = 0;
+        set_status(w, run, *record, RunStatus::ready);
+        w.emit(event_for(EventType::released, *record));
+        put_run(w, run, *record);
+    });
+}
+
 // ---- poll ---------------------------------------------------------------------------
 
 std::size_t EngineCore::fire_due_timers(std::optional<TimePoint> earliest, PollResult& result) {
@@ -693,9 +715,9 @@ std::size_t EngineCore::fire_due_timers(std::optional<TimePoint> earliest, PollR
     }
 }
 
-std::vector<std::unique_ptr<RunInstance>> EngineCore::claim_ready(std::set<std::uint64_t>& skip,
-                                                                  std::vector<std::string>& problems) {
-    // Phase 1: pick candidates and mark them executing in this process.
+EngineCore::Claim EngineCore::claim_ready(std::set<std::uint64_t>& skip, std::vector<std::string>& problems) {
+    // Phase 1: pick candidates; mark them executing in this process and take
+    // their run locks (another process may be executing some of them).
     std::vector<std::uint64_t> candidates;
     {
         Txn t = storage.read();
@@ -703,16 +725,33 @@ std::vector<std::unique_ptr<RunInstance>> EngineCore::claim_ready(std::set<std::
         for (bool ok = c.first(); ok && candidates.size() < options.max_runs_per_round; ok = c.next()) {
             const std::uint64_t run = get_be64(c.key());
             if (skip.count(run)) continue;
-            std::lock_guard lock(runs_mutex_);
-            if (executing_.insert(run).second) candidates.push_back(run);
+            {
+                std::lock_guard lock(runs_mutex_);
+                if (!executing_.insert(run).second) continue;
+            }
+            bool locked = false;
+            try {
+                locked = run_locks.try_lock(run);
+            } catch (...) {
+                unclaim(run);
+                for (std::uint64_t taken : candidates) unclaim(taken);
+                throw;
+            }
+            if (locked) {
+                candidates.push_back(run);
+            } else {
+                unclaim(run);
+                skip.insert(run);  // another process executes it; not again in this poll
+            }
         }
     }
-    // Phase 2: read each run in a snapshot taken after the claim. A thread
-    // that executed one of them released it only after its commit, so this
+    // Phase 2: read each run in a snapshot taken after the claim. A thread or
+    // process that executed one of them let go only after its commit, so this
     // snapshot holds everything it wrote (an older one could replay a step
     // whose result is already journaled).
-    std::vector<std::unique_ptr<RunInstance>> claimed;
+    Claim claim;
     std::vector<std::unique_ptr<RunInstance>> dropped;  // destroyed after the read ends
+    std::vector<std::uint64_t> let_go;                  // unclaimed after the read ends
     {
         Txn t = storage.read();
         for (const std::uint64_t run : candidates) {
@@ -725,21 +764,39 @@ std::vector<std::unique_ptr<RunInstance>> EngineCore::claim_ready(std::set<std::
                     cache_index_.erase(it);
                 }
             }
-            auto unclaim = [&] {
-                std::lock_guard lock(runs_mutex_);
-                executing_.erase(run);
+            auto give_up = [&] {
+                let_go.push_back(run);
                 if (instance) dropped.push_back(std::move(instance));
             };
             auto raw = t.get(Db::runs, run_key(run));
             if (!raw || !t.get(Db::ready, run_key(run))) {
-                unclaim();  // advanced meanwhile by another thread
+                give_up();  // advanced meanwhile
                 continue;
             }
             try {
                 RunRecord record = decode_run_record(*raw, run);
                 const WorkflowDef* def = find_definition(record.workflow);
                 if (!def) {
-                    unclaim();  // another host may define it
+                    give_up();  // another host may define it
+                    continue;
+                }
+                if (options.quarantine_after != 0 && record.attempts >= options.quarantine_after) {
+                    claim.quarantine.push_back(run);
+                    give_up();
+                    continue;
+                }
+                // A suspect's last execution was cut short: it runs alone, so
+                // that a crash is charged to it and not to runs beside it.
+                const bool suspect = record.attempts > 0;
+                if (suspect && !claim.isolated) {
+                    for (auto& other : claim.runs) {
+                        let_go.push_back(other->run_number());
+                        dropped.push_back(std::move(other));
+                    }
+                    claim.runs.clear();
+                    claim.isolated = true;
+                } else if (suspect || claim.isolated) {
+                    give_up();  // taken by a later round of this poll
                     continue;
                 }
                 if (instance && (instance->incarnation() != record.incarnation ||
@@ -756,23 +813,97 @@ std::vector<std::unique_ptr<RunInstance>> EngineCore::claim_ready(std::set<std::
                 }
                 if (!instance) instance = std::make_unique<RunInstance>(*this, *def, run, record);
                 instance->append_committed(std::move(entries));
-                claimed.push_back(std::move(instance));
+                claim.runs.push_back(std::move(instance));
             } catch (const FormatError& e) {
                 // Damaged: say so, leave it for an operator, go on with the rest.
                 problems.push_back(e.what());
                 skip.insert(run);
-                unclaim();
+                give_up();
             }
         }
     }
-    return claimed;
+    for (std::uint64_t run : let_go) unclaim(run);
+    return claim;
 }
 
-void EngineCore::release(std::unique_ptr<RunInstance> instance, bool parked) {
+void EngineCore::unclaim(std::uint64_t run) {
+    std::lock_guard lock(runs_mutex_);
+    executing_.erase(run);
+    run_locks.unlock(run);
+}
+
+void EngineCore::count_attempts(Claim& claim) {
+    // Phase 3, one commit: each claimed run's attempt is on disk before any
+    // of its code runs, so a crash during it is counted; runs over the limit
+    // are quarantined instead. Crash after this commit: the attempts count,
+    // nothing of the runs ran.
+    std::vector<char> keep(claim.runs.size(), 1);
+    commits.run([&](WriteContext& w) {
+        for (std::size_t i = 0; i < claim.runs.size(); ++i) {
+            const RunInstance& instance = *claim.runs[i];
+            const std::uint64_t run = instance.run_number();
+            auto raw = w.txn.get(Db::runs, run_key(run));
+            RunRecord record = decode_run_record(*raw, run);
+            keep[i] = needs_execution(record.status) && record.incarnation == instance.incarnation();
+            if (!keep[i]) continue;
+            bool counted = true;
+            {
+                std::lock_guard lock(runs_mutex_);
+                counted = !not_counted_.count(run);
+            }
+            if (counted) ++record.attempts;
+            set_status(w, run, record, RunStatus::running);
+            put_run(w, run, record);
+        }
+        for (const std::uint64_t run : claim.quarantine) {
+            auto raw = w.txn.get(Db::runs, run_key(run));
+            RunRecord record = decode_run_record(*raw, run);
+            if (!needs_execution(record.status)) continue;
+            std::string where = "before its first journal entry";
+            if (record.journal_len > 0) {
+                auto last = w.txn.get(Db::journal, journal_key(run, record.journal_len - 1));
+                if (last) {
+                    const JournalEntry e = decode_journal_entry(*last, run, record.journal_len - 1);
+                    where = fmt::format("after journal entry {} ({} '{}')", record.journal_len - 1, to_string(e.kind),
+                                        e.name);
+                }
+            }
+            record.error = ErrorInfo{
+                "abide.run.quarantined", "quarantined",
+                fmt::format("the process died {} times in a row while running this run, {}; it will not run again "
+                            "until released. Find the cause (the host's crash logs; the call after that entry), "
+                            "deploy the fix, then call Engine::release(\"{}\") or run `abide release {}`",
+                            record.attempts, where, record.id, record.id)};
+            set_status(w, run, record, RunStatus::quarantined);
+            Event e = event_for(EventType::quarantined, record);
+            e.data = json{{"attempts", record.attempts}, {"message", record.error->message}};
+            w.emit(std::move(e));
+            put_run(w, run, record);
+        }
+    });
+    ABIDE_CRASH_POINT("claim.committed");
+    std::vector<std::unique_ptr<RunInstance>> kept;
+    for (std::size_t i = 0; i < claim.runs.size(); ++i) {
+        const std::uint64_t run = claim.runs[i]->run_number();
+        {
+            std::lock_guard lock(runs_mutex_);
+            not_counted_.erase(run);
+        }
+        if (keep[i]) {
+            kept.push_back(std::move(claim.runs[i]));
+        } else {
+            release_instance(std::move(claim.runs[i]), false);  // cancelled, retried or finished meanwhile
+        }
+    }
+    claim.runs = std::move(kept);
+}
+
+void EngineCore::release_instance(std::unique_ptr<RunInstance> instance, bool parked) {
     std::unique_ptr<RunInstance> evicted;
     {
         std::lock_guard lock(runs_mutex_);
         executing_.erase(instance->run_number());
+        run_locks.unlock(instance->run_number());  // after its commit: the next executor sees it all
         if (parked && options.cache_size > 0 && !instance->finished()) {
             const std::uint64_t run = instance->run_number();
             cache_.push_front(std::move(instance));
@@ -803,7 +934,12 @@ void EngineCore::drive(std::vector<std::unique_ptr<RunInstance>> active, PollRes
         } catch (...) {
             // Nothing of this round is stored: the runs stay ready, their
             // fibers (which must not see uncommitted results) are unwound.
-            for (auto& instance : active) release(std::move(instance), false);
+            // This process did not die, so their next claim is not another attempt.
+            {
+                std::lock_guard lock(runs_mutex_);
+                for (auto& instance : active) not_counted_.insert(instance->run_number());
+            }
+            for (auto& instance : active) release_instance(std::move(instance), false);
             throw;
         }
         ++result.commits;
@@ -817,7 +953,7 @@ void EngineCore::drive(std::vector<std::unique_ptr<RunInstance>> active, PollRes
                     result.problems.push_back(e.what());
                 }
                 skip.insert(active[i]->run_number());
-                release(std::move(active[i]), false);
+                release_instance(std::move(active[i]), false);
                 continue;
             }
             switch (out.kind) {
@@ -828,17 +964,17 @@ void EngineCore::drive(std::vector<std::unique_ptr<RunInstance>> active, PollRes
                 case Outcome::Kind::parked:
                     active[i]->committed(out.request_entry_appended, std::move(out.wake));
                     ++result.waiting;
-                    release(std::move(active[i]), true);
+                    release_instance(std::move(active[i]), true);
                     break;
                 case Outcome::Kind::finished:
                     if (out.final_status == RunStatus::completed) ++result.completed;
                     if (out.final_status == RunStatus::failed) ++result.failed;
                     if (out.final_status == RunStatus::cancelled) ++result.cancelled;
-                    release(std::move(active[i]), false);
+                    release_instance(std::move(active[i]), false);
                     break;
                 case Outcome::Kind::stale:
                     skip.insert(active[i]->run_number());
-                    release(std::move(active[i]), false);
+                    release_instance(std::move(active[i]), false);
                     break;
             }
         }
@@ -864,9 +1000,25 @@ PollResult EngineCore::poll() {
     // that was ready when it began (or woken by its timers), so a stream of
     // signals cannot keep one poll() from returning; the next poll takes the rest.
     while (result.runs_advanced < budget) {
-        auto batch = claim_ready(skip, result.problems);
-        if (batch.empty()) break;
-        drive(std::move(batch), result, skip);
+        Claim claim = claim_ready(skip, result.problems);
+        if (claim.runs.empty() && claim.quarantine.empty()) break;
+        // A suspect runs with nothing else of this process in flight.
+        std::shared_lock<std::shared_mutex> beside;
+        std::unique_lock<std::shared_mutex> alone;
+        if (claim.isolated)
+            alone = std::unique_lock(isolation_mutex_);
+        else
+            beside = std::shared_lock(isolation_mutex_);
+        try {
+            count_attempts(claim);
+        } catch (...) {
+            for (auto& instance : claim.runs) release_instance(std::move(instance), false);
+            throw;
+        }
+        ++result.commits;
+        result.quarantined += claim.quarantine.size();
+        if (claim.runs.empty()) continue;
+        drive(std::move(claim.runs), result, skip);
     }
     // Nothing this poll wrote moved a timer, so the first look still holds.
     result.next_deadline = result.timers_fired == 0 && result.runs_advanced == 0 ? earliest : next_deadline();

@@ -8,6 +8,7 @@
 #include "fiber.hpp"
 #include "records.hpp"
 #include "run_instance.hpp"
+#include "run_locks.hpp"
 #include "storage.hpp"
 
 #include <abide/engine.hpp>
@@ -18,6 +19,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <shared_mutex>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -41,6 +43,7 @@ public:
     Storage storage;
     StackPool stacks;
     CommitQueue commits;
+    RunLocks run_locks;
 
     TimePoint now() const { return options.clock(); }
     std::uint64_t random64();
@@ -58,6 +61,7 @@ public:
     std::vector<SignalResult> deliver(std::span<const SignalRequest> requests);
     CancelResult cancel(std::string_view run, std::string_view reason);
     void retry(std::string_view run);
+    void release_quarantined(std::string_view run);
     PollResult poll();
 
     // ---- reads (queries.cpp) ----
@@ -119,15 +123,28 @@ private:
 
     /// Fires timers due now, if `earliest` (the first deadline) says any are.
     std::size_t fire_due_timers(std::optional<TimePoint> earliest, PollResult& result);
-    /// Takes up to max_runs_per_round ready runs not executing elsewhere in
-    /// this process (nor in `skip`), with their journals loaded. A damaged run
-    /// goes into `skip` and its error into `problems`.
-    std::vector<std::unique_ptr<RunInstance>> claim_ready(std::set<std::uint64_t>& skip,
-                                                          std::vector<std::string>& problems);
+    /// Ready runs taken for one round: locked for this process, journals loaded.
+    struct Claim {
+        std::vector<std::unique_ptr<RunInstance>> runs;
+        /// One suspect (its last execution was cut short), to run alone.
+        bool isolated = false;
+        /// Runs over EngineOptions::quarantine_after, quarantined by count_attempts.
+        std::vector<std::uint64_t> quarantine;
+    };
+    /// Takes up to max_runs_per_round ready runs executing nowhere else (nor
+    /// in `skip`), or a single suspect. A damaged run goes into `skip` and its
+    /// error into `problems`.
+    Claim claim_ready(std::set<std::uint64_t>& skip, std::vector<std::string>& problems);
+    /// Commits the claimed runs' attempts (and the quarantines) before any of
+    /// their code runs; drops runs that changed meanwhile.
+    void count_attempts(Claim& claim);
+    void unclaim(std::uint64_t run);
     /// Advances the runs together, one shared commit per round, until each
     /// has parked or finished. Runs whose commit failed go into `skip`.
     void drive(std::vector<std::unique_ptr<RunInstance>> batch, PollResult& result, std::set<std::uint64_t>& skip);
-    void release(std::unique_ptr<RunInstance> instance, bool parked);
+    /// Lets go of a run after its last commit: unlocks it, and keeps its
+    /// fiber in the cache if it parked.
+    void release_instance(std::unique_ptr<RunInstance> instance, bool parked);
 
     std::map<std::string, std::unique_ptr<WorkflowDef>, std::less<>> definitions_;
     mutable std::mutex definitions_mutex_;
@@ -139,6 +156,11 @@ private:
     // for a quick resume (most recently parked at the front).
     std::mutex runs_mutex_;
     std::set<std::uint64_t> executing_;
+    // Runs whose last claim ended in a failed commit, not a crash: their next
+    // claim is not counted as another attempt.
+    std::set<std::uint64_t> not_counted_;
+    // Normal rounds hold it shared; a suspect's round holds it alone.
+    std::shared_mutex isolation_mutex_;
     std::list<std::unique_ptr<RunInstance>> cache_;
     std::unordered_map<std::uint64_t, std::list<std::unique_ptr<RunInstance>>::iterator> cache_index_;
 };

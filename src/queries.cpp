@@ -115,6 +115,7 @@ Stats EngineCore::stats() {
             case RunStatus::completed: ++st.completed; break;
             case RunStatus::failed: ++st.failed; break;
             case RunStatus::cancelled: ++st.cancelled; break;
+            case RunStatus::quarantined: ++st.quarantined; break;
         }
     }
     Cursor e(t, Db::events);

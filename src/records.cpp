@@ -110,6 +110,7 @@ std::string encode(const RunRecord& run) {
     }
     w.u8(run.cancel_requested ? 1 : 0);
     w.str(run.cancel_reason);
+    w.varint(run.attempts);
     return std::move(w).finish();
 }
 
@@ -120,7 +121,7 @@ RunRecord decode_run_record(std::string_view bytes, std::uint64_t run_number) {
     run.id = r.str();
     run.workflow = r.str();
     std::uint8_t status = r.u8();
-    if (status < 1 || status > 6) r.fail("unknown status " + std::to_string(status));
+    if (status < 1 || status > 7) r.fail("unknown status " + std::to_string(status));
     run.status = static_cast<RunStatus>(status);
     run.created_us = r.svarint();
     run.updated_us = r.svarint();
@@ -149,6 +150,7 @@ RunRecord decode_run_record(std::string_view bytes, std::uint64_t run_number) {
     }
     run.cancel_requested = r.u8() != 0;
     run.cancel_reason = r.str();
+    run.attempts = static_cast<std::uint32_t>(r.varint());
     if (!r.at_end()) r.fail("trailing bytes");
     return run;
 }

@@ -88,6 +88,10 @@ struct RunRecord {
     std::optional<ParkState> park;
     bool cancel_requested = false;
     std::string cancel_reason;
+    /// Executions begun (claimed, durably counted before any code ran) since
+    /// the run last committed progress. Above 1, earlier ones were cut short:
+    /// the process died. Reset by every commit of the run's own progress.
+    std::uint32_t attempts = 0;
 };
 
 std::string encode(const RunRecord&);

@@ -22,8 +22,8 @@ std::string_view name_of(E value, const std::array<std::string_view, N>& names) 
     return i < N && !names[i].empty() ? names[i] : std::string_view("unknown");
 }
 
-constexpr std::array<std::string_view, 7> run_status_names = {"", "ready", "running", "waiting",
-                                                              "completed", "failed", "cancelled"};
+constexpr std::array<std::string_view, 8> run_status_names = {"",       "ready",  "running",   "waiting",
+                                                              "completed", "failed", "cancelled", "quarantined"};
 
 }  // namespace
 
@@ -89,11 +89,12 @@ std::string_view to_string(CancelOutcome o) {
 }
 
 std::string_view to_string(EventType t) {
-    static constexpr std::array<std::string_view, 20> names = {
+    static constexpr std::array<std::string_view, 22> names = {
         "",          "started",        "step_completed", "step_failed",   "step_retrying",
         "waiting",   "suspended",      "sleeping",       "signal_buffered", "signal_delivered",
         "resumed",   "timed_out",      "woke",           "cancel_requested", "completed",
-        "failed",    "cancelled",      "signal_dropped", "retried",       "signal_rejected"};
+        "failed",    "cancelled",      "signal_dropped", "retried",       "signal_rejected",
+        "quarantined", "released"};
     return name_of(t, names);
 }
 
@@ -110,7 +111,7 @@ json Stats::to_json() const {
     return json{{"runs", runs},
                 {"by_status",
                  {{"ready", ready}, {"running", running}, {"waiting", waiting}, {"completed", completed},
-                  {"failed", failed}, {"cancelled", cancelled}}},
+                  {"failed", failed}, {"cancelled", cancelled}, {"quarantined", quarantined}}},
                 {"timers", timers},
                 {"buffered_signals", buffered_signals},
                 {"last_event_seq", last_event_seq},

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -20,7 +21,8 @@
 
 namespace abide::test {
 
-/// A fresh directory removed at the end of the test case.
+/// A fresh directory removed at the end of the test case (kept, and named on
+/// stderr, when ABIDE_KEEP_DIRS=1, to look at a failure's files).
 class TempDir {
 public:
     TempDir() {
@@ -29,6 +31,10 @@ public:
         path_ = tmpl;
     }
     ~TempDir() {
+        if (const char* keep = std::getenv("ABIDE_KEEP_DIRS"); keep && std::string_view(keep) == "1") {
+            std::fprintf(stderr, "kept %s\n", path_.c_str());
+            return;
+        }
         std::error_code ec;
         std::filesystem::remove_all(path_, ec);
     }

@@ -182,6 +182,32 @@ int cmd_cancel(const Command& cmd, Engine& engine) {
     return accepted ? exit_ok : exit_refused;
 }
 
+int cmd_release(const Command& cmd, Engine& engine) {
+    const std::optional<RunInfo> run = engine.status(cmd.run);
+    if (!run) return unknown_run(cmd);
+    std::string refusal;
+    if (run->status != RunStatus::quarantined) {
+        refusal = fmt::format("run '{}' is {}; only quarantined runs can be released. Nothing was written", cmd.run,
+                              to_string(run->status));
+    } else {
+        try {
+            engine.release(cmd.run);
+        } catch (const UsageError& e) {  // released or changed since the look above
+            refusal = e.what();
+        }
+    }
+    const bool released = refusal.empty();
+    const std::string message =
+        released ? fmt::format("released: run '{}' is ready; the host's next poll runs it", cmd.run) : refusal;
+    if (cmd.json)
+        out(compact(json{{"run", cmd.run}, {"released", released}, {"message", message}}) + "\n");
+    else if (released)
+        out(message + "\n");
+    else
+        error_line("release refused: " + message);
+    return released ? exit_ok : exit_refused;
+}
+
 volatile std::sig_atomic_t stop_requested = 0;
 extern "C" void request_stop(int) { stop_requested = 1; }
 
@@ -250,6 +276,8 @@ int run(const Command& cmd) {
             return cmd_trace(cmd, *engine);
         case Verb::cancel:
             return cmd_cancel(cmd, *engine);
+        case Verb::release:
+            return cmd_release(cmd, *engine);
         case Verb::events:
             return cmd_events(cmd, *engine);
         case Verb::stats:

@@ -53,7 +53,7 @@ a table: id, workflow, status, waiting for, deadline, updated. Times are UTC.
 
 options:
   --status S          only runs with status S: ready, running, waiting,
-                      completed, failed or cancelled
+                      completed, failed, cancelled or quarantined
   --workflow W        only runs of workflow W
   --waiting-for NAME  only runs waiting for signal NAME or suspend step key NAME
   --limit N           at most N runs (default 100); when more follow, the
@@ -208,6 +208,31 @@ outcomes and exit codes:
 
 examples:
   abide --db refunds.db cancel refund-T-1001 --reason "customer withdrew the request"
+)"},
+        {Verb::release,
+         "release",
+         {"RUN"},
+         {{"json", false}},
+         {},
+         "release RUN [--json]",
+         "let a quarantined run run again",
+         R"(Makes quarantined run RUN ready again, as Engine::release does: its attempt
+count starts over and the host's next poll runs it. A run is quarantined when
+its process died EngineOptions::quarantine_after times in a row while running
+it; `abide show RUN` says where. Release it after the fix is deployed.
+
+options:
+  --json  print the outcome as one JSON object on stdout
+
+exit codes:
+  0  released
+  1  refused: the run is not quarantined; nothing written
+  4  no run has this id
+  exit 2 for bad arguments, 3 for a database problem
+
+examples:
+  abide --db refunds.db runs --status quarantined
+  abide --db refunds.db release refund-T-1001
 )"},
         {Verb::events,
          "events",
@@ -446,7 +471,7 @@ Command parse(int argc, const char* const* argv, const char* env_db) {
         cmd.status = parse_run_status(*s);
         if (!cmd.status)
             throw UsageFailure(
-                fmt::format("unknown status '{}'; use ready, running, waiting, completed, failed or cancelled", *s));
+                fmt::format("unknown status '{}'; use ready, running, waiting, completed, failed, cancelled or quarantined", *s));
     }
     cmd.workflow = non_empty("workflow");
     cmd.waiting_for = non_empty("waiting-for");
@@ -474,7 +499,7 @@ usage: abide --db PATH VERB [ARGS]
 PATH names the database file; without --db it comes from the ABIDE_DB
 environment variable. The command never creates a database and never runs a
 workflow (it never polls): it reads the stored state, and signal, resume and
-cancel record a request that the host process carries out at its next
+cancel and release record a request that the host process carries out at its next
 poll(). It is safe to use while a host has the same database open.
 
 verbs:

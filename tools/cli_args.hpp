@@ -15,13 +15,13 @@ namespace abide::cli {
 /// Exit codes scripts can rely on (documented in `abide --help` and README.md).
 enum ExitCode : int {
     exit_ok = 0,           ///< success
-    exit_refused = 1,      ///< a signal, resume or cancel was not accepted
+    exit_refused = 1,      ///< a signal, resume, cancel or release was not accepted
     exit_usage = 2,        ///< bad arguments or bad JSON; nothing was written
     exit_database = 3,     ///< missing, foreign, damaged or unreadable database
     exit_unknown_run = 4,  ///< show or trace of a run that does not exist
 };
 
-enum class Verb { runs, show, trace, signal, resume, cancel, events, stats };
+enum class Verb { runs, show, trace, signal, resume, cancel, release, events, stats };
 
 /// Bad arguments: main prints what() on one line and exits with exit_usage.
 class UsageFailure : public std::runtime_error {
@@ -36,7 +36,7 @@ struct Command {
     std::string db;            ///< --db, else $ABIDE_DB
 
     // Positionals.
-    std::string run;   ///< show, trace, signal, resume, cancel
+    std::string run;   ///< show, trace, signal, resume, cancel, release
     std::string name;  ///< signal name (signal) or step key (resume)
 
     // runs

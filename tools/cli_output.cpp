@@ -113,6 +113,7 @@ std::string stats_text(const Stats& s) {
     out += fmt::format("  {:<16}{}\n", "completed", s.completed);
     out += fmt::format("  {:<16}{}\n", "failed", s.failed);
     out += fmt::format("  {:<16}{}\n", "cancelled", s.cancelled);
+    out += fmt::format("  {:<16}{}\n", "quarantined", s.quarantined);
     out += fmt::format("{:<18}{}\n", "timers", s.timers);
     out += fmt::format("{:<18}{}\n", "buffered signals", s.buffered_signals);
     out += fmt::format("{:<18}{}\n", "last event seq", s.last_event_seq);

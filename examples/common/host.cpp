@@ -66,6 +66,8 @@ HostArgs parse_args(int argc, char** argv, const char* usage, std::string runs_p
             a.step_delay = std::chrono::milliseconds(number());
         else if (flag == "--post-delay-ms")
             a.post_delay = std::chrono::milliseconds(number());
+        else if (flag == "--quarantine-after")
+            a.quarantine_after = static_cast<std::uint32_t>(number());
         else if (flag == "--exit-when-idle")
             a.exit_when_idle = true;
         else if (flag == "--follow")
@@ -96,6 +98,7 @@ abide::EngineOptions engine_options(const HostArgs& args) {
     o.path = args.db;  // Durability::synced: every commit survives a kill -9 and power loss
     if (!args.clock_file.empty()) o.clock = file_clock(args.clock_file);
     o.on_event = print_event;
+    if (args.quarantine_after) o.quarantine_after = *args.quarantine_after;
     return o;
 }
 
@@ -141,6 +144,9 @@ void print_event(const abide::Event& e) {
             break;
         case T::cancelled:
             say(who + "cancelled" + data);
+            break;
+        case T::quarantined:
+            say(who + "QUARANTINED" + data);
             break;
         default:
             break;  // steps print themselves when their bodies run (World::ran)

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,10 @@ struct HostArgs {
     std::chrono::milliseconds step_delay{0};  ///< --step-delay-ms: each step body lasts this long
     std::chrono::milliseconds post_delay{0};  ///< --post-delay-ms (notify): each post lasts this long
     bool exit_when_idle = false;              ///< --exit-when-idle: return once no run is unfinished
+    /// --quarantine-after N: EngineOptions::quarantine_after (0: never). A
+    /// harness that kills hosts on purpose while steps run sets 0: its kills
+    /// are not crashes caused by the runs.
+    std::optional<std::uint32_t> quarantine_after{};
     bool follow = false;                      ///< --follow (notify): keep reading new events
 };
 

@@ -158,6 +158,11 @@ public:
     /// unknown run or one that is not failed.
     void retry(std::string_view run);
 
+    /// Makes a quarantined run ready again (after the fix for what crashed
+    /// it is deployed); its attempt count starts over. Throws UsageError for
+    /// an unknown run or one that is not quarantined.
+    void release(std::string_view run);
+
     /// Runs every ready run and fires every due timer, on the calling thread,
     /// committing the runs it advances together. Returns what it did and the
     /// next timer deadline. Throws StorageError when a commit fails; the runs

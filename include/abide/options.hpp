@@ -53,6 +53,13 @@ struct EngineOptions {
     std::size_t max_payload_bytes = std::size_t{1} << 20;
     /// How many ready runs one poll round advances together (group commit).
     std::size_t max_runs_per_round = 1024;
+    /// A run whose process died this many times in a row while running it
+    /// (before it committed any progress) is quarantined instead of being run
+    /// again, so one poisonous run cannot keep a service in a crash loop.
+    /// Attempts are counted durably before any of its code runs; after a
+    /// crash, runs under suspicion execute alone, so a crash is charged only
+    /// to the run that caused it. 0 never quarantines.
+    std::uint32_t quarantine_after = 3;
     /// The time source for deadlines, ctx.now() and event stamps. Inject a
     /// fake clock in tests. Must be safe to call from any thread.
     std::function<TimePoint()> clock{};

@@ -20,6 +20,10 @@ enum class RunStatus : std::uint8_t {
     completed = 4,  ///< returned; result() holds the output
     failed = 5,     ///< threw, or its code no longer matches its journal; retry() re-runs it
     cancelled = 6,  ///< a cancellation escaped the workflow
+    /// The process died while running it EngineOptions::quarantine_after
+    /// times in a row: it is no longer executed until Engine::release().
+    /// Signals to it are buffered; error() says where it was.
+    quarantined = 7,
 };
 std::string_view to_string(RunStatus);
 std::optional<RunStatus> parse_run_status(std::string_view);
@@ -164,6 +168,8 @@ enum class EventType : std::uint8_t {
     signal_dropped = 17,  ///< a buffered signal no wait consumed before the run finished
     retried = 18,         ///< retry() made a failed run ready again
     signal_rejected = 19, ///< a signal written without validation failed the host's check
+    quarantined = 20,     ///< the run crashed its process too often; data says where
+    released = 21,        ///< release() made a quarantined run ready again
 };
 std::string_view to_string(EventType);
 
@@ -188,6 +194,7 @@ struct PollResult {
     std::size_t failed = 0;
     std::size_t cancelled = 0;
     std::size_t waiting = 0;        ///< runs that parked
+    std::size_t quarantined = 0;    ///< runs quarantined (see EngineOptions::quarantine_after)
     std::size_t timers_fired = 0;
     std::size_t commits = 0;        ///< write transactions this poll committed
     std::optional<TimePoint> next_deadline;
@@ -199,7 +206,7 @@ struct PollResult {
 /// Counts for operators (Engine::stats). Counting walks the status index.
 struct Stats {
     std::uint64_t runs = 0;
-    std::uint64_t ready = 0, running = 0, waiting = 0, completed = 0, failed = 0, cancelled = 0;
+    std::uint64_t ready = 0, running = 0, waiting = 0, completed = 0, failed = 0, cancelled = 0, quarantined = 0;
     std::uint64_t timers = 0;          ///< pending deadlines
     std::uint64_t buffered_signals = 0;
     std::uint64_t last_event_seq = 0;
