@@ -7,11 +7,15 @@
 
 #include <lmdb.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <system_error>
+#include <thread>
 #include <utility>
 
 namespace abide::detail {
@@ -49,8 +53,8 @@ void throw_storage_error(int rc, std::string_view doing) {
                               what + "; the file was written by another LMDB version. It was not modified");
         case MDB_PANIC:
             throw StorageError("abide.storage.panic",
-                               what + "; a write to the file failed earlier. Destroy and reopen the Engine; "
-                                      "every committed state is intact");
+                               what + "; a write to the file failed earlier and reopening it failed too. Destroy "
+                                      "and reopen the Engine; every committed state is intact");
         case ENOSPC:
         case EIO:
             throw StorageError("abide.storage.io",
@@ -70,10 +74,20 @@ WriteTap& write_tap() {
 
 Txn::Txn(Storage& storage, bool writable) : storage_(storage), writable_(writable) {
     for (;;) {
-        map_lock_ = std::shared_lock(storage_.map_mutex_);
-        int rc = mdb_txn_begin(storage_.env_, nullptr, writable ? 0 : MDB_RDONLY, &txn_);
+        // The thread reopening the environment holds the map exclusively and
+        // opens the tables with transactions of its own.
+        if (storage_.reopening_thread_ != std::this_thread::get_id()) map_lock_ = std::shared_lock(storage_.map_mutex_);
+        // No environment: reopening after a panic failed; try again now.
+        int rc = storage_.env_ ? mdb_txn_begin(storage_.env_, nullptr, writable ? 0 : MDB_RDONLY, &txn_) : MDB_PANIC;
         if (rc == 0) return;
-        map_lock_.unlock();
+        if (map_lock_.owns_lock()) map_lock_.unlock();
+        if (rc == MDB_PANIC) {
+            // A failed write of the meta page poisons the environment until
+            // it is closed; every commit before the failure is intact in the
+            // file, so reopening is the recovery.
+            storage_.reopen_after_panic();
+            continue;
+        }
         if (rc != MDB_MAP_RESIZED) throw_storage_error(rc, "beginning a transaction");
         // Another process grew the map: adopt its size, then try again.
         std::unique_lock exclusive(storage_.map_mutex_);
@@ -130,7 +144,7 @@ bool Txn::del(Db db, std::string_view key) {
 void Txn::commit() {
     // LMDB frees the transaction whether or not the commit succeeds.
     int rc = mdb_txn_commit(std::exchange(txn_, nullptr));
-    map_lock_.unlock();
+    if (map_lock_.owns_lock()) map_lock_.unlock();
     if (rc != 0) throw_storage_error(rc, "committing");
     if (writable_)
         if (auto& tap = write_tap().observe) tap(WriteTap::Op::commit, Db::meta, {}, {});
@@ -175,28 +189,61 @@ void Cursor::del() {
 
 // ---- Storage ---------------------------------------------------------------
 
-Storage::Storage(const EngineOptions& options)
-    : path_(options.path.string()), map_size_(options.map_size), max_map_size_(options.max_map_size) {
+Storage::Storage(const EngineOptions& options, Access access)
+    : path_(options.path.string()), map_size_(options.map_size), max_map_size_(options.max_map_size),
+      read_only_(access == Access::read_only) {
     if (path_.empty())
         throw UsageError("abide.options.path", "EngineOptions::path is empty; name the database file");
     std::error_code ec;
     if (std::filesystem::is_directory(options.path, ec))
         throw UsageError("abide.options.path",
                          "EngineOptions::path '" + path_ + "' is a directory; name a file inside it");
-    const std::string lock_path = path_ + "-lock";
-    const bool lock_existed = std::filesystem::exists(lock_path, ec);
-
-    int rc = mdb_env_create(&env_);
-    if (rc != 0) throw_storage_error(rc, "creating the environment");
     unsigned flags = MDB_NOSUBDIR | MDB_NOTLS | MDB_NORDAHEAD;
     if (options.durability == Durability::meta_unsynced) flags |= MDB_NOMETASYNC;
     if (options.durability == Durability::unsynced) flags |= MDB_NOSYNC;
+    if (read_only_) flags |= MDB_RDONLY;
+    if (!read_only_ && !std::filesystem::exists(path_, ec)) create_file(flags);
+    open_env(path_, flags);
+    flags_ = flags;
+}
+
+void Storage::reopen_after_panic() {
+    std::unique_lock exclusive(map_mutex_);  // no transaction of this object is open now
+    if (env_) {
+        MDB_txn* probe = nullptr;
+        const int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &probe);
+        if (rc == 0) {
+            mdb_txn_abort(probe);
+            return;  // another thread reopened it already
+        }
+        if (rc != MDB_PANIC) return;  // the caller's retry reports it
+        mdb_env_close(env_);
+        env_ = nullptr;
+    }
+    // Throws if the file cannot be opened now (env_ stays null): the caller
+    // gets that error, and the next transaction tries again.
+    reopening_thread_ = std::this_thread::get_id();
+    try {
+        open_env(path_, flags_);
+    } catch (...) {
+        reopening_thread_ = std::thread::id();
+        throw;
+    }
+    reopening_thread_ = std::thread::id();
+}
+
+void Storage::open_env(const std::string& file, unsigned flags) {
+    std::error_code ec;
+    const std::string lock_path = file + "-lock";
+    const bool lock_existed = std::filesystem::exists(lock_path, ec);
+    int rc = mdb_env_create(&env_);
+    if (rc != 0) throw_storage_error(rc, "creating the environment");
     mdb_env_set_maxdbs(env_, static_cast<MDB_dbi>(Db::count_) + 2);
     mdb_env_set_maxreaders(env_, 512);
     mdb_env_set_mapsize(env_, map_size_);
-    rc = mdb_env_open(env_, path_.c_str(), flags, 0644);
+    rc = mdb_env_open(env_, file.c_str(), flags, 0644);
     try {
-        if (rc != 0) throw_storage_error(rc, "opening '" + path_ + "'");
+        if (rc != 0) throw_storage_error(rc, "opening '" + file + "'");
         MDB_envinfo info;
         mdb_env_info(env_, &info);
         map_size_ = info.me_mapsize;
@@ -209,6 +256,38 @@ Storage::Storage(const EngineOptions& options)
         env_ = nullptr;
         if (!lock_existed) std::filesystem::remove(lock_path, ec);
         throw;
+    }
+}
+
+void Storage::create_file(unsigned flags) {
+    // LMDB writes a new file's meta pages without syncing them: a power cut
+    // before the first synced commit leaves a file that no later open
+    // accepts. So the file is made whole (tables and format record, synced)
+    // under a temporary name, then linked into place, which also leaves a
+    // file another process created meanwhile alone. Crash before the link:
+    // no file at the path, the next open starts over. Crash after it: the
+    // file is complete; a stray "<path>.creating-<pid>" may remain.
+    const std::string temp = path_ + ".creating-" + std::to_string(::getpid());
+    std::error_code ec;
+    std::filesystem::remove(temp, ec);
+    std::filesystem::remove(temp + "-lock", ec);
+    open_env(temp, flags & ~static_cast<unsigned>(MDB_NOSYNC | MDB_NOMETASYNC));
+    mdb_env_close(env_);
+    env_ = nullptr;
+    std::filesystem::remove(temp + "-lock", ec);
+    const int linked = ::link(temp.c_str(), path_.c_str());
+    const int link_errno = errno;
+    std::filesystem::remove(temp, ec);
+    if (linked != 0 && link_errno != EEXIST)
+        throw StorageError("abide.storage.create", "cannot create '" + path_ + "': " + std::strerror(link_errno) +
+                                                       "; check that its directory exists and is writable");
+    // The new name must survive a power cut too.
+    const std::string dir = std::filesystem::path(path_).parent_path().empty()
+                                ? std::string(".")
+                                : std::filesystem::path(path_).parent_path().string();
+    if (int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); fd >= 0) {
+        ::fsync(fd);
+        ::close(fd);
     }
 }
 
@@ -229,6 +308,9 @@ void Storage::check_format() {
         MDB_stat st;
         mdb_stat(txn.txn_, main, &st);
         fresh = st.ms_entries == 0;
+        if (fresh && read_only_)
+            throw FormatError("abide.storage.foreign_file",
+                              "'" + path_ + "' is empty: it holds no abide database. The file was not modified");
         if (!fresh) {
             MDB_val k = to_val("meta"), v;
             if (mdb_get(txn.txn_, main, &k, &v) != 0)
@@ -269,6 +351,20 @@ void Storage::open_databases(bool create) {
         txn.put(Db::meta, "format", meta);
     }
     txn.commit();
+}
+
+std::uint64_t Storage::walk_free_list(Txn& txn) {
+    constexpr MDB_dbi free_dbi = 0;  // LMDB's own table of reusable pages
+    MDB_cursor* cursor = nullptr;
+    int rc = mdb_cursor_open(txn.txn_, free_dbi, &cursor);
+    if (rc != 0) throw_storage_error(rc, "opening the free-page list");
+    std::uint64_t entries = 0;
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT))
+        ++entries;
+    mdb_cursor_close(cursor);
+    if (rc != MDB_NOTFOUND) throw_storage_error(rc, "reading the free-page list");
+    return entries;
 }
 
 void Storage::grow_map() {

@@ -24,7 +24,9 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <atomic>
 #include <shared_mutex>
+#include <thread>
 #include <string>
 #include <string_view>
 
@@ -109,9 +111,11 @@ private:
 
 class Storage {
 public:
+    enum class Access { read_write, read_only };
     /// Opens or creates the database; refuses foreign and newer files
-    /// untouched (FormatError).
-    explicit Storage(const EngineOptions& options);
+    /// untouched (FormatError). read_only never creates or writes anything
+    /// (an empty or missing file is refused).
+    explicit Storage(const EngineOptions& options, Access access = Access::read_write);
     ~Storage();
     Storage(const Storage&) = delete;
     Storage& operator=(const Storage&) = delete;
@@ -125,13 +129,23 @@ public:
     /// object open. Throws MapFullError when already at the limit.
     void grow_map();
     std::size_t map_size() const noexcept { return map_size_; }
+    /// Reads every entry of LMDB's free-page list (which lists pages for
+    /// reuse): a damaged one would only be touched by a later write. Returns
+    /// the number of entries; throws like any read.
+    std::uint64_t walk_free_list(Txn& txn);
     const std::string& path() const noexcept { return path_; }
 
 private:
     friend class Txn;
     friend class Cursor;
+    /// Opens `file` (creating its tables if it is new) into env_.
+    void open_env(const std::string& file, unsigned flags);
+    /// Creates a new database file at path_ so that it exists only whole.
+    void create_file(unsigned flags);
     void open_databases(bool create);
     void check_format();
+    /// Closes and reopens the environment after MDB_PANIC (see Txn's constructor).
+    void reopen_after_panic();
     unsigned dbi(Db db) const { return dbis_[static_cast<std::size_t>(db)]; }
 
     MDB_env* env_ = nullptr;
@@ -139,6 +153,10 @@ private:
     std::string path_;
     std::size_t map_size_;
     std::size_t max_map_size_;
+    bool read_only_ = false;
+    unsigned flags_ = 0;  // the LMDB flags it was opened with
+    /// Set while reopen_after_panic runs (under the exclusive map lock).
+    std::atomic<std::thread::id> reopening_thread_{};
     /// Shared by every open transaction; exclusive while the map is resized
     /// (LMDB requires no transaction of this process then).
     std::shared_mutex map_mutex_;

@@ -9,9 +9,11 @@
 
 #include <abide/engine.hpp>
 #include <abide/errors.hpp>
+#include <abide/verify.hpp>
 #include <abide/version.hpp>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <csignal>
@@ -258,11 +260,30 @@ int cmd_stats(const Command& cmd, Engine& engine) {
     return exit_ok;
 }
 
+int cmd_check(const Command& cmd) {
+    const VerifyReport report = verify_database(cmd.db);
+    if (cmd.json) {
+        out(compact(report.to_json()) + "\n");
+    } else {
+        out(fmt::format("{} runs, {} journal entries, {} buffered signals, {} events, {} free-list entries\n",
+                        report.runs, report.journal_entries, report.buffered_signals, report.events,
+                        report.free_list_entries));
+        for (const std::string& p : report.problems) error_line("problem: " + p);
+        out(report.ok() ? "ok: the file is sound\n"
+                        : fmt::format("{} problem(s); damaged runs: {}\n", report.problems.size(),
+                                      report.damaged_runs.empty() ? std::string("none")
+                                                                  : fmt::format("{}", fmt::join(report.damaged_runs, ", "))));
+    }
+    return report.ok() ? exit_ok : exit_database;
+}
+
 int run(const Command& cmd) {
     switch (*cmd.verb) {
         case Verb::signal:
         case Verb::resume:
             return cmd_deliver(cmd, cmd.db);
+        case Verb::check:
+            return cmd_check(cmd);
         default:
             break;
     }
@@ -284,6 +305,7 @@ int run(const Command& cmd) {
             return cmd_stats(cmd, *engine);
         case Verb::signal:
         case Verb::resume:
+        case Verb::check:
             break;
     }
     return exit_usage;

@@ -280,6 +280,29 @@ examples:
   abide --db refunds.db stats
   ABIDE_DB=refunds.db abide stats --json | jq .by_status.waiting
 )"},
+        {Verb::check,
+         "check",
+         {},
+         {{"json", false}},
+         {},
+         "check [--json]",
+         "verify the whole file: every record, index and page",
+         R"(Runs abide::verify_database: reads the whole file read-only in a child
+process (so a damaged page cannot crash anything else), decodes every record
+and checks its checksum, and checks that the indexes agree with the runs.
+Safe while a host has the file open; the file is never modified. Run it
+after a disk problem or before opening a restored backup.
+
+options:
+  --json  one JSON object (VerifyReport::to_json)
+
+exit codes: 0 sound, 3 problems found (each printed, naming the run or
+table), 2 bad arguments
+
+examples:
+  abide --db refunds.db check
+  abide --db refunds.db check --json | jq .damaged_runs
+)"},
     };
     return specs;
 }

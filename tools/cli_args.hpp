@@ -21,7 +21,7 @@ enum ExitCode : int {
     exit_unknown_run = 4,  ///< show or trace of a run that does not exist
 };
 
-enum class Verb { runs, show, trace, signal, resume, cancel, release, events, stats };
+enum class Verb { runs, show, trace, signal, resume, cancel, release, events, stats, check };
 
 /// Bad arguments: main prints what() on one line and exits with exit_usage.
 class UsageFailure : public std::runtime_error {

@@ -8,4 +8,5 @@
 #include <abide/errors.hpp>
 #include <abide/options.hpp>
 #include <abide/types.hpp>
+#include <abide/verify.hpp>
 #include <abide/version.hpp>

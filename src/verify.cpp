@@ -1,0 +1,286 @@
+// verify_database: a full, read-only pass over a database in a child process.
+//
+// Protocol between the child and the caller, over a pipe, one line each:
+//   "at <what>"      before each part of the pass (so a crash can say where)
+//   "report <json>"  the finished report; the child then exits 0
+// A child that dies of a signal, or exits without a report, means LMDB itself
+// could not read the file: the caller reports that, with the last "at".
+#include "engine_core.hpp"
+#include "records.hpp"
+#include "storage.hpp"
+
+#include <abide/errors.hpp>
+#include <abide/verify.hpp>
+
+#include <fmt/format.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <set>
+
+namespace abide {
+
+json VerifyReport::to_json() const {
+    return json{{"ok", ok()},
+                {"runs", runs},
+                {"journal_entries", journal_entries},
+                {"buffered_signals", buffered_signals},
+                {"events", events},
+                {"free_list_entries", free_list_entries},
+                {"problems", problems},
+                {"damaged_runs", damaged_runs}};
+}
+
+namespace detail {
+namespace {
+
+void write_all(int fd, std::string_view text) {
+    while (!text.empty()) {
+        const ssize_t n = ::write(fd, text.data(), text.size());
+        if (n <= 0) return;  // the caller went away; nothing to tell
+        text.remove_prefix(static_cast<std::size_t>(n));
+    }
+}
+
+/// The pass itself, in the child. Reports progress on `fd`.
+class Checker {
+public:
+    explicit Checker(int fd) : fd_(fd) {}
+
+    VerifyReport run(const std::filesystem::path& path) {
+        try {
+            at("opening the file");
+            EngineOptions options;
+            options.path = path;
+            Storage storage(options, Storage::Access::read_only);
+            Txn t = storage.read();
+            at("LMDB's free-page list");
+            report_.free_list_entries = storage.walk_free_list(t);
+            check_runs(t);
+            check_indexes(t);
+            check_inbox_and_events(t);
+        } catch (const std::exception& e) {
+            problem(e.what());
+        }
+        return std::move(report_);
+    }
+
+private:
+    void at(std::string_view what) { write_all(fd_, fmt::format("at {}\n", what)); }
+    void problem(std::string text) { report_.problems.push_back(std::move(text)); }
+    void run_problem(const std::string& id, std::uint64_t run, const std::string& what) {
+        problem(id.empty() ? fmt::format("run #{}: {}", run, what) : fmt::format("run '{}' (#{}): {}", id, run, what));
+        if (damaged_.insert(run).second) report_.damaged_runs.push_back(id.empty() ? "#" + std::to_string(run) : id);
+    }
+
+    void check_runs(Txn& t) {
+        at("the run records and their journals");
+        Cursor c(t, Db::runs);
+        for (bool ok = c.first(); ok; ok = c.next()) {
+            ++report_.runs;
+            if (c.key().size() != 8) {
+                problem("runs table: a key of " + std::to_string(c.key().size()) + " bytes");
+                continue;
+            }
+            const std::uint64_t run = get_be64(c.key());
+            known_.insert(run);
+            RunRecord r;
+            try {
+                r = decode_run_record(c.value(), run);
+            } catch (const FormatError& e) {
+                run_problem("", run, e.what());
+                continue;
+            }
+            check_run(t, run, r);
+        }
+    }
+
+    void check_run(Txn& t, std::uint64_t run, const RunRecord& r) {
+        auto expect = [&](bool holds, const std::string& what) {
+            if (!holds) run_problem(r.id, run, what);
+        };
+        const auto id_target = t.get(Db::run_ids, r.id);
+        expect(id_target && id_target->size() == 8 && get_be64(*id_target) == run,
+               "the id index does not point at this run");
+        expect(t.get(Db::by_status, status_key(r.status, run)).has_value(),
+               fmt::format("missing from the status index ({})", to_string(r.status)));
+        const bool executable = r.status == RunStatus::ready || r.status == RunStatus::running;
+        expect(t.get(Db::ready, run_key(run)).has_value() == executable,
+               executable ? "missing from the ready set" : "in the ready set but not executable");
+        if (r.status == RunStatus::waiting) {
+            expect(r.park.has_value(), "waiting without a wait");
+            if (r.park && (r.park->kind == WaitKind::signal || r.park->kind == WaitKind::suspend))
+                expect(t.get(Db::waits, waits_key(r.park->name, run)).has_value(), "missing from the waits index");
+            if (r.park && r.park->deadline_us != 0)
+                expect(t.get(Db::timers, timer_key(r.park->deadline_us, run, r.park->seq)).has_value(),
+                       "its wait's deadline has no timer");
+        }
+        // The journal: exactly entries 0..journal_len-1, each decodable.
+        std::uint32_t expected_seq = 0;
+        Cursor j(t, Db::journal);
+        for (bool more = j.seek(journal_key(run, 0)); more && j.key().size() == 12 && get_be64(j.key()) == run;
+             more = j.next()) {
+            const std::uint32_t seq = get_be32(j.key(), 8);
+            ++report_.journal_entries;
+            if (seq != expected_seq) {
+                run_problem(r.id, run, fmt::format("journal entry {} is missing", expected_seq));
+                expected_seq = seq;
+            }
+            ++expected_seq;
+            try {
+                (void)decode_journal_entry(j.value(), run, seq);
+            } catch (const FormatError& e) {
+                run_problem(r.id, run, e.what());
+            }
+        }
+        expect(expected_seq == r.journal_len,
+               fmt::format("the record says {} journal entries, the journal holds {}", r.journal_len, expected_seq));
+    }
+
+    /// Every index entry names a run that exists.
+    void check_indexes(Txn& t) {
+        struct Index {
+            Db db;
+            const char* name;
+            std::size_t run_offset_from_end;  // where run# sits, counted from the key's end (0: keys end with it)
+        };
+        static constexpr Index indexes[] = {{Db::ready, "ready set", 0},
+                                            {Db::by_status, "status index", 0},
+                                            {Db::waits, "waits index", 0},
+                                            {Db::timers, "timers", 4}};
+        for (const Index& index : indexes) {
+            at(index.name);
+            Cursor c(t, index.db);
+            for (bool ok = c.first(); ok; ok = c.next()) {
+                const std::string_view key = c.key();
+                if (key.size() < 8 + index.run_offset_from_end) {
+                    problem(fmt::format("{}: a key of {} bytes", index.name, key.size()));
+                    continue;
+                }
+                const std::uint64_t run = get_be64(key, key.size() - 8 - index.run_offset_from_end);
+                if (!known_.count(run)) problem(fmt::format("{}: names run #{}, which does not exist", index.name, run));
+            }
+        }
+        at("the id index");
+        Cursor ids(t, Db::run_ids);
+        for (bool ok = ids.first(); ok; ok = ids.next())
+            if (ids.value().size() != 8 || !known_.count(get_be64(ids.value())))
+                problem(fmt::format("id index: '{}' names no existing run", ids.key()));
+    }
+
+    void check_inbox_and_events(Txn& t) {
+        at("the buffered signals");
+        Cursor inbox(t, Db::inbox);
+        for (bool ok = inbox.first(); ok; ok = inbox.next()) {
+            ++report_.buffered_signals;
+            const std::uint64_t run = inbox.key().size() >= 8 ? get_be64(inbox.key()) : 0;
+            try {
+                (void)decode_inbox_entry(inbox.value());
+            } catch (const FormatError& e) {
+                run_problem("", run, e.what());
+            }
+        }
+        at("the event log");
+        Cursor events(t, Db::events);
+        for (bool ok = events.first(); ok; ok = events.next()) {
+            ++report_.events;
+            try {
+                (void)decode_event(events.value(), events.key().size() == 8 ? get_be64(events.key()) : 0);
+            } catch (const FormatError& e) {
+                problem(e.what());
+            }
+        }
+    }
+
+    int fd_;
+    VerifyReport report_;
+    std::set<std::uint64_t> known_;
+    std::set<std::uint64_t> damaged_;
+};
+
+VerifyReport report_from_json(const json& j) {
+    VerifyReport r;
+    r.runs = j.at("runs").get<std::uint64_t>();
+    r.journal_entries = j.at("journal_entries").get<std::uint64_t>();
+    r.buffered_signals = j.at("buffered_signals").get<std::uint64_t>();
+    r.events = j.at("events").get<std::uint64_t>();
+    r.free_list_entries = j.at("free_list_entries").get<std::uint64_t>();
+    r.problems = j.at("problems").get<std::vector<std::string>>();
+    r.damaged_runs = j.at("damaged_runs").get<std::vector<std::string>>();
+    return r;
+}
+
+}  // namespace
+}  // namespace detail
+
+VerifyReport verify_database(const std::filesystem::path& path) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) {
+        VerifyReport r;
+        r.problems.push_back(fmt::format("'{}' does not exist; nothing was checked", path.string()));
+        return r;
+    }
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0)
+        throw StorageError("abide.verify.pipe", std::string("cannot check the database: pipe: ") + std::strerror(errno));
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+        ::close(fds[0]);
+        ::close(fds[1]);
+        throw StorageError("abide.verify.fork", std::string("cannot check the database: fork: ") + std::strerror(errno));
+    }
+    if (pid == 0) {
+        ::close(fds[0]);
+        ::signal(SIGSEGV, SIG_DFL);  // die of a bad page, whatever the host installed
+        ::signal(SIGBUS, SIG_DFL);
+        ::signal(SIGABRT, SIG_DFL);
+        const VerifyReport report = detail::Checker(fds[1]).run(path);
+        detail::write_all(fds[1], "report " + report.to_json().dump() + "\n");
+        ::_exit(0);  // no atexit handlers or destructors of the caller's objects
+    }
+    ::close(fds[1]);
+    std::string text;
+    char buf[4096];
+    for (;;) {
+        const ssize_t n = ::read(fds[0], buf, sizeof buf);
+        if (n > 0) {
+            text.append(buf, static_cast<std::size_t>(n));
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        break;
+    }
+    ::close(fds[0]);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    std::string last_at = "starting";
+    for (std::size_t pos = 0; pos < text.size();) {
+        std::size_t end = text.find('\n', pos);
+        if (end == std::string::npos) break;
+        const std::string_view line(text.data() + pos, end - pos);
+        if (line.starts_with("at ")) last_at = line.substr(3);
+        if (line.starts_with("report ") && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+            try {
+                return detail::report_from_json(json::parse(line.substr(7)));
+            } catch (const json::exception&) {
+                break;
+            }
+        }
+        pos = end + 1;
+    }
+    VerifyReport r;
+    const std::string how = WIFSIGNALED(status) ? fmt::format("crashed ({})", ::strsignal(WTERMSIG(status)))
+                                                : fmt::format("ended without a report (exit {})", WEXITSTATUS(status));
+    r.problems.push_back(fmt::format("the check of '{}' {} while reading {}: the file is damaged where the storage "
+                                     "engine itself reads it. Do not open it in a host; restore it from a backup",
+                                     path.string(), how, last_at));
+    return r;
+}
+
+}  // namespace abide
