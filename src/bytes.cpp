@@ -7,6 +7,12 @@
 
 namespace abide::detail {
 
+void throw_short_bytes(std::size_t size, std::size_t needed) {
+    throw FormatError("abide.storage.corrupt",
+                      "a stored key or value is " + std::to_string(size) + " bytes where " + std::to_string(needed) +
+                          " were expected; the database file is damaged. Run `abide check` to see what else is");
+}
+
 namespace {
 
 // CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), slicing-by-8 tables.

@@ -22,12 +22,18 @@ inline void put_be64(std::string& out, std::uint64_t v) {
 inline void put_be32(std::string& out, std::uint32_t v) {
     for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
 }
+/// Throws FormatError: a stored key or value is too short for what it must
+/// hold (only a damaged file has one).
+[[noreturn]] void throw_short_bytes(std::size_t size, std::size_t needed);
+
 inline std::uint64_t get_be64(std::string_view in, std::size_t at = 0) {
+    if (in.size() < at + 8) throw_short_bytes(in.size(), at + 8);
     std::uint64_t v = 0;
     for (std::size_t i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(in[at + i]);
     return v;
 }
 inline std::uint32_t get_be32(std::string_view in, std::size_t at = 0) {
+    if (in.size() < at + 4) throw_short_bytes(in.size(), at + 4);
     std::uint32_t v = 0;
     for (std::size_t i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(in[at + i]);
     return v;

@@ -39,6 +39,10 @@ std::string inbox_prefix(std::uint64_t run, WaitKind kind, std::string_view name
 
 namespace {
 
+// The value of a signal_ids entry for an id refused as too late (accepted
+// ids have an empty value), so that a resend gets the same answer.
+constexpr std::string_view too_late_mark = "too_late";
+
 bool needs_execution(RunStatus s) { return s == RunStatus::ready || s == RunStatus::running; }
 
 WaitKind park_kind_of(const JournalEntry& park) {
@@ -492,7 +496,16 @@ void EngineCore::apply_signal(WriteContext& w, const PreparedSignal& p, SignalRe
     // A repeated id is a duplicate even after the run finished: the sender's
     // first copy was accepted, which is what a retrying sender asks.
     const std::string id_key = run_key(run).str() + req.signal_id;
-    if (!req.signal_id.empty() && w.txn.get(Db::signal_ids, id_key)) {
+    const auto seen = req.signal_id.empty() ? std::nullopt : w.txn.get(Db::signal_ids, id_key);
+    if (seen && *seen == too_late_mark) {
+        // A resend of a signal refused as too late gets the same answer.
+        result = refuse(SignalOutcome::too_late,
+                        fmt::format("signal id '{}' for run '{}' came after its wait's deadline and was refused; "
+                                    "this copy was not stored either",
+                                    req.signal_id, run_id));
+        return;
+    }
+    if (seen) {
         result = refuse(SignalOutcome::duplicate,
                         fmt::format("signal id '{}' was already accepted for run '{}'; this copy was not stored again",
                                     req.signal_id, run_id));
@@ -515,6 +528,7 @@ void EngineCore::apply_signal(WriteContext& w, const PreparedSignal& p, SignalRe
         wake.reason = WakeReason::timeout;
         wake_parked(w, run, *record, std::move(wake));
         put_run(w, run, *record);
+        if (!req.signal_id.empty()) w.txn.put(Db::signal_ids, id_key, too_late_mark);
         result = refuse(SignalOutcome::too_late,
                         fmt::format("run '{}' stopped waiting for {} '{}' at its deadline; the wait timed out and "
                                     "this payload was not stored",
@@ -674,13 +688,19 @@ std::size_t EngineCore::fire_due_timers(std::optional<TimePoint> earliest, PollR
     for (;;) {
         std::size_t count = 0;
         bool more = false;
+        std::vector<std::string> damaged;
         commits.run([&](WriteContext& w) {
             count = 0;
             more = false;
+            damaged.clear();
             std::vector<std::string> due;
             {
                 Cursor c(w.txn, Db::timers);
                 for (bool ok = c.first(); ok; ok = c.next()) {
+                    if (c.key().size() != timer_key_size) {
+                        damaged.emplace_back(c.key());  // left for an operator; the other timers go on
+                        continue;
+                    }
                     if (static_cast<std::int64_t>(get_be64(c.key())) > w.now_us) break;
                     if (due.size() == max_per_commit) {
                         more = true;
@@ -709,6 +729,10 @@ std::size_t EngineCore::fire_due_timers(std::optional<TimePoint> earliest, PollR
             }
         });
         ABIDE_CRASH_POINT("timer.committed");  // crash: the woken runs are ready, none executed
+        for (const std::string& key : damaged)
+            result.problems.push_back(fmt::format("a timer entry of {} bytes is damaged (timers hold {}); it was "
+                                                  "skipped. Run `abide check`",
+                                                  key.size(), timer_key_size));
         ++result.commits;
         fired += count;
         if (!more) return fired;
@@ -990,7 +1014,10 @@ PollResult EngineCore::poll() {
     {
         Txn t = storage.read();
         Cursor c(t, Db::timers);
-        if (c.first()) earliest = from_micros(static_cast<std::int64_t>(get_be64(c.key())));
+        // A damaged entry counts as due, so that the firing pass reports it.
+        if (c.first())
+            earliest = c.key().size() == timer_key_size ? from_micros(static_cast<std::int64_t>(get_be64(c.key())))
+                                                        : now();
         budget = t.count(Db::ready);
     }
     result.timers_fired = fire_due_timers(earliest, result);

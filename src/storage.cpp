@@ -118,6 +118,8 @@ std::optional<std::string_view> Txn::get(Db db, std::string_view key) const {
     return from_val(v);
 }
 
+std::uint64_t Txn::id() const { return mdb_txn_id(txn_); }
+
 std::uint64_t Txn::count(Db db) const {
     MDB_stat st;
     int rc = mdb_stat(txn_, storage_.dbi(db), &st);

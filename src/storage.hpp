@@ -74,6 +74,8 @@ public:
     /// nothing of it is stored.
     void commit();
     bool writable() const noexcept { return writable_; }
+    /// The id of the commit this transaction reads (LMDB's txnid).
+    std::uint64_t id() const;
 
 private:
     friend class Storage;

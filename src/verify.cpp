@@ -6,6 +6,7 @@
 // A child that dies of a signal, or exits without a report, means LMDB itself
 // could not read the file: the caller reports that, with the last "at".
 #include "engine_core.hpp"
+#include "lmdb_pages.hpp"
 #include "records.hpp"
 #include "storage.hpp"
 
@@ -16,6 +17,8 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,7 +36,8 @@ json VerifyReport::to_json() const {
                 {"events", events},
                 {"free_list_entries", free_list_entries},
                 {"problems", problems},
-                {"damaged_runs", damaged_runs}};
+                {"damaged_runs", damaged_runs},
+                {"unreadable", unreadable}};
 }
 
 namespace detail {
@@ -58,14 +62,17 @@ public:
             EngineOptions options;
             options.path = path;
             Storage storage(options, Storage::Access::read_only);
-            Txn t = storage.read();
-            at("LMDB's free-page list");
-            report_.free_list_entries = storage.walk_free_list(t);
-            check_runs(t);
+            Txn t = storage.read();  // holds the snapshot: its pages are not reused meanwhile
+            at("LMDB's pages");
+            if (!check_pages(path, t.id())) return std::move(report_);
+            guarded("LMDB's free-page list", [&] { report_.free_list_entries = storage.walk_free_list(t); });
+            guarded("the run records and their journals", [&] { check_runs(t); });
             check_indexes(t);
-            check_inbox_and_events(t);
+            guarded("the buffered signals", [&] { check_inbox(t); });
+            guarded("the event log", [&] { check_events(t); });
         } catch (const std::exception& e) {
             problem(e.what());
+            report_.unreadable = true;
         }
         return std::move(report_);
     }
@@ -73,13 +80,49 @@ public:
 private:
     void at(std::string_view what) { write_all(fd_, fmt::format("at {}\n", what)); }
     void problem(std::string text) { report_.problems.push_back(std::move(text)); }
+
+    /// One part of the pass; an error it meets is a problem of that part, and
+    /// the pass goes on with the next.
+    template <class F>
+    void guarded(std::string_view what, F&& part) {
+        at(what);
+        try {
+            part();
+        } catch (const std::exception& e) {
+            problem(fmt::format("{}: {}", what, e.what()));
+        }
+    }
+
+    /// LMDB's page structure, from the file's raw bytes. False if damaged.
+    bool check_pages(const std::filesystem::path& path, std::uint64_t txnid) {
+        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        struct stat st {};
+        if (fd < 0 || ::fstat(fd, &st) != 0) {
+            if (fd >= 0) ::close(fd);
+            problem(fmt::format("cannot read '{}': {}", path.string(), std::strerror(errno)));
+            report_.unreadable = true;
+            return false;
+        }
+        const std::size_t size = static_cast<std::size_t>(st.st_size);
+        void* map = size ? ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+        ::close(fd);
+        if (map == MAP_FAILED) {
+            problem(fmt::format("cannot map '{}': {}", path.string(), std::strerror(errno)));
+            report_.unreadable = true;
+            return false;
+        }
+        const auto found = check_lmdb_pages(std::string_view(static_cast<const char*>(map), size), txnid);
+        ::munmap(map, size);
+        for (const std::string& f : found) problem("storage structure: " + f);
+        report_.unreadable = !found.empty();
+        return found.empty();
+    }
     void run_problem(const std::string& id, std::uint64_t run, const std::string& what) {
         problem(id.empty() ? fmt::format("run #{}: {}", run, what) : fmt::format("run '{}' (#{}): {}", id, run, what));
         if (damaged_.insert(run).second) report_.damaged_runs.push_back(id.empty() ? "#" + std::to_string(run) : id);
     }
 
     void check_runs(Txn& t) {
-        at("the run records and their journals");
         Cursor c(t, Db::runs);
         for (bool ok = c.first(); ok; ok = c.next()) {
             ++report_.runs;
@@ -154,27 +197,29 @@ private:
                                             {Db::waits, "waits index", 0},
                                             {Db::timers, "timers", 4}};
         for (const Index& index : indexes) {
-            at(index.name);
-            Cursor c(t, index.db);
-            for (bool ok = c.first(); ok; ok = c.next()) {
-                const std::string_view key = c.key();
-                if (key.size() < 8 + index.run_offset_from_end) {
-                    problem(fmt::format("{}: a key of {} bytes", index.name, key.size()));
-                    continue;
+            guarded(index.name, [&] {
+                Cursor c(t, index.db);
+                for (bool ok = c.first(); ok; ok = c.next()) {
+                    const std::string_view key = c.key();
+                    if (key.size() < 8 + index.run_offset_from_end) {
+                        problem(fmt::format("{}: a key of {} bytes", index.name, key.size()));
+                        continue;
+                    }
+                    const std::uint64_t run = get_be64(key, key.size() - 8 - index.run_offset_from_end);
+                    if (!known_.count(run))
+                        problem(fmt::format("{}: names run #{}, which does not exist", index.name, run));
                 }
-                const std::uint64_t run = get_be64(key, key.size() - 8 - index.run_offset_from_end);
-                if (!known_.count(run)) problem(fmt::format("{}: names run #{}, which does not exist", index.name, run));
-            }
+            });
         }
-        at("the id index");
-        Cursor ids(t, Db::run_ids);
-        for (bool ok = ids.first(); ok; ok = ids.next())
-            if (ids.value().size() != 8 || !known_.count(get_be64(ids.value())))
-                problem(fmt::format("id index: '{}' names no existing run", ids.key()));
+        guarded("the id index", [&] {
+            Cursor ids(t, Db::run_ids);
+            for (bool ok = ids.first(); ok; ok = ids.next())
+                if (ids.value().size() != 8 || !known_.count(get_be64(ids.value())))
+                    problem(fmt::format("id index: '{}' names no existing run", ids.key()));
+        });
     }
 
-    void check_inbox_and_events(Txn& t) {
-        at("the buffered signals");
+    void check_inbox(Txn& t) {
         Cursor inbox(t, Db::inbox);
         for (bool ok = inbox.first(); ok; ok = inbox.next()) {
             ++report_.buffered_signals;
@@ -185,7 +230,9 @@ private:
                 run_problem("", run, e.what());
             }
         }
-        at("the event log");
+    }
+
+    void check_events(Txn& t) {
         Cursor events(t, Db::events);
         for (bool ok = events.first(); ok; ok = events.next()) {
             ++report_.events;
@@ -212,6 +259,7 @@ VerifyReport report_from_json(const json& j) {
     r.free_list_entries = j.at("free_list_entries").get<std::uint64_t>();
     r.problems = j.at("problems").get<std::vector<std::string>>();
     r.damaged_runs = j.at("damaged_runs").get<std::vector<std::string>>();
+    r.unreadable = j.at("unreadable").get<bool>();
     return r;
 }
 
@@ -223,6 +271,7 @@ VerifyReport verify_database(const std::filesystem::path& path) {
     if (!std::filesystem::exists(path, ec)) {
         VerifyReport r;
         r.problems.push_back(fmt::format("'{}' does not exist; nothing was checked", path.string()));
+        r.unreadable = true;
         return r;
     }
     int fds[2];
@@ -275,6 +324,7 @@ VerifyReport verify_database(const std::filesystem::path& path) {
         pos = end + 1;
     }
     VerifyReport r;
+    r.unreadable = true;
     const std::string how = WIFSIGNALED(status) ? fmt::format("crashed ({})", ::strsignal(WTERMSIG(status)))
                                                 : fmt::format("ended without a report (exit {})", WEXITSTATUS(status));
     r.problems.push_back(fmt::format("the check of '{}' {} while reading {}: the file is damaged where the storage "

@@ -623,6 +623,11 @@ TEST_CASE_METHOD(RefundFixture,
     INFO("the signal outcome was " << to_string(late.outcome) << ": " << late.message);
     CHECK(late.outcome == SignalOutcome::too_late);
     CHECK_FALSE(late.accepted());
+    // The sender never saw the answer and resends: the same answer, nothing stored.
+    const SignalResult resent = worker.engine().signal(run, "refund_decision", approval_json, "approval-late");
+    INFO("the resend's outcome was " << to_string(resent.outcome) << ": " << resent.message);
+    CHECK(resent.outcome == SignalOutcome::too_late);
+    CHECK(worker.engine().stats().buffered_signals == 0);
     (void)worker.engine().poll();
 
     const auto outcome = test::completed_output<RefundOutcome>(worker.engine(), run);

@@ -22,6 +22,11 @@ struct VerifyReport {
     std::vector<std::string> problems;
     /// Ids of the runs with a problem of their own (other runs are unaffected).
     std::vector<std::string> damaged_runs;
+    /// The storage structure itself is damaged (LMDB's pages, or a check that
+    /// crashed): do not open the file in a host, restore it from a backup.
+    /// False with problems: only the named runs (or tables) are damaged, and
+    /// a host may open the file; the others complete.
+    bool unreadable = false;
 
     bool ok() const { return problems.empty(); }
     json to_json() const;
@@ -31,8 +36,9 @@ struct VerifyReport {
 /// where LMDB itself reads it cannot crash the caller (LMDB may crash instead
 /// of returning an error). The child opens it read-only, reads every page
 /// that a later read or write could touch (every table and LMDB's free-page
-/// list), decodes every record (checksums), and checks that the indexes agree
-/// with the run records. The file is never modified, and the check is safe
+/// list) and checks LMDB's own page structure from the raw bytes (headers,
+/// node offsets, key order, both meta pages), decodes every record
+/// (checksums), and checks that the indexes agree with the run records. The file is never modified, and the check is safe
 /// while a host has it open. Cost: one pass over the file.
 ///
 /// Throws StorageError only if the check itself cannot run (fork fails); a
