@@ -1,17 +1,13 @@
 // Real restarts: the example hosts (examples/) run as child processes and are
-// killed with SIGKILL, while waiting and at random instants while steps run;
-// approvals come from the `abide` command, another process. The oracles live
-// outside the journal: the payments ledger (one line per payment, keyed by
-// idempotency key) and the step log (one line per execution of a step body).
+// killed with SIGKILL while runs wait; approvals come from the `abide` command,
+// another process. The oracles live outside the journal: the payments ledger
+// (one line per payment, keyed by idempotency key) and the step log (one line
+// per execution of a step body). Each test case checks that no step ran again
+// across the restarts, that each approval paid once, and that every run ends
+// as its scenario says.
 //
-// After every kill the harness checks, from outside:
-//   * no step body ran again after its result was committed (a body may run
-//     twice only if the host died before its result was committed);
-//   * the ledger holds at most one payment per ticket, only for tickets whose
-//     approval was delivered, of the approved amount, and every committed
-//     refund step names the ledger's receipt for its key;
-//   * no run failed, every run's journal reads back.
-// At the end every run has its expected outcome.
+// Kills at random instants, many times, with a seeded mix of workflows and a
+// separate signalling process: the kill -9 torture (tests/reliability/torture).
 #include "support.hpp"
 
 #include <catch2/catch.hpp>
@@ -20,23 +16,15 @@
     defined(ABIDE_CLI_PATH)
 
 #include "common/host.hpp"
-
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include "harness.hpp"
 
 #include <chrono>
-#include <cstdlib>
-#include <fstream>
 #include <functional>
 #include <iostream>
-#include <iterator>
 #include <map>
 #include <optional>
 #include <random>
 #include <set>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -48,71 +36,11 @@ namespace ex = examples;
 using namespace std::chrono_literals;
 using SteadyClock = std::chrono::steady_clock;
 
-std::string read_text(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-std::string tail(const fs::path& path, std::size_t bytes = 3000) {
-    std::string text = read_text(path);
-    return text.size() > bytes ? "..." + text.substr(text.size() - bytes) : text;
-}
+using abide::harness::Process;
+using abide::harness::read_text;
+using abide::harness::tail;
 
 bool contains(const std::string& text, std::string_view part) { return text.find(part) != std::string::npos; }
-
-/// A child process (fork/exec) whose stdout and stderr are appended to `log`.
-/// The destructor kills and reaps it, so a failed REQUIRE leaks no process.
-class Process {
-public:
-    Process(const std::vector<std::string>& argv, const fs::path& log) {
-        std::vector<char*> args;
-        for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-        args.push_back(nullptr);
-        const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        REQUIRE(fd >= 0);
-        pid_ = ::fork();
-        REQUIRE(pid_ >= 0);
-        if (pid_ == 0) {  // only async-signal-safe calls until exec
-            ::dup2(fd, STDOUT_FILENO);
-            ::dup2(fd, STDERR_FILENO);
-            ::execv(args[0], args.data());
-            ::_exit(127);
-        }
-        ::close(fd);
-    }
-    ~Process() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGKILL);
-            ::waitpid(pid_, nullptr, 0);
-        }
-    }
-    Process(const Process&) = delete;
-    Process& operator=(const Process&) = delete;
-
-    pid_t pid() const { return pid_; }
-
-    /// SIGKILL, then reap. True if the process was still running, i.e. it
-    /// died of this SIGKILL and had not exited or crashed on its own before.
-    bool kill_hard() {
-        ::kill(pid_, SIGKILL);
-        const int status = reap();
-        return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
-    }
-    /// Waits for the exit; returns the exit code, or 128 + signal.
-    int wait() {
-        const int status = reap();
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
-
-private:
-    int reap() {
-        int status = 0;
-        ::waitpid(pid_, &status, 0);
-        pid_ = -1;
-        return status;
-    }
-    pid_t pid_ = -1;
-};
 
 /// Files of one scenario in its own temporary directory.
 struct Files {
@@ -294,264 +222,6 @@ TEST_CASE("a refund host killed while runs wait resumes each run at its wait and
     }
     for (const ex::Payment& p : ledger.payments()) CHECK(p.amount == paid.at(std::stoi(p.reference.substr(2)) - 1001));
     CHECK(ledger.payments().size() == paid.size());
-}
-
-/// What the harness does for one run of the random-kill test, and expects.
-struct RefundPlan {
-    std::string run, ticket;
-    std::vector<std::string> decisions;  ///< sent in order, the j-th when the run waits for the (j+1)-th time
-    bool resend = false;                 ///< also send each decision again, and another approval under a new id
-    std::string outcome;                 ///< refunded, not_approved or timed_out
-    std::int64_t paid = 0;               ///< cents paid for the ticket
-    int drafts = 1;
-};
-
-/// Run i approves (i % 5 == 0), rejects (1), asks for changes once and then
-/// approves 10.00 (2), approves and sends duplicates (3), or never decides (4).
-std::vector<RefundPlan> refund_plans(int runs) {
-    std::vector<RefundPlan> plans;
-    for (int i = 0; i < runs; ++i) {
-        RefundPlan p{refund_run(i), ticket(i), {}, false, "refunded", ticket_amount(i), 1};
-        switch (i % 5) {
-            case 0:
-                p.decisions = {decision("approved", ticket_amount(i))};
-                break;
-            case 1:
-                p.decisions = {decision("rejected", 0)};
-                p.outcome = "not_approved", p.paid = 0;
-                break;
-            case 2:
-                p.decisions = {decision("request_changes", 0, "refund 10.00 only"), decision("approved", 1000)};
-                p.paid = 1000, p.drafts = 2;
-                break;
-            case 3:
-                p.decisions = {decision("approved", ticket_amount(i))}, p.resend = true;
-                break;
-            default:
-                p.outcome = "timed_out", p.paid = 0;
-        }
-        plans.push_back(std::move(p));
-    }
-    return plans;
-}
-
-/// Step results committed in the journal, by idempotency key ("{run}:{position}").
-std::map<std::string, abide::json> committed_steps(const abide::Engine& db, const std::vector<RefundPlan>& plans) {
-    std::map<std::string, abide::json> steps;
-    for (const RefundPlan& p : plans) {
-        if (!db.status(p.run)) continue;  // not started yet
-        for (const abide::TraceEntry& e : db.trace(p.run).entries)
-            if (e.kind == "step") steps[p.run + ":" + std::to_string(e.seq)] = e.value;
-    }
-    return steps;
-}
-
-/// The abide command invocations that hand each waiting run its next decision.
-std::vector<std::vector<std::string>> pending_decisions(const abide::Engine& db, const std::vector<RefundPlan>& plans) {
-    std::vector<std::vector<std::string>> commands;
-    for (const RefundPlan& p : plans) {
-        auto info = db.status(p.run);
-        if (!info || info->status != abide::RunStatus::waiting) continue;
-        const auto j = static_cast<std::size_t>(waits_of(db, p.run) - 1);
-        if (j >= p.decisions.size()) continue;
-        const std::string id = p.run + "/d" + std::to_string(j);
-        commands.push_back({"signal", p.run, "refund_decision", "--id", id, "--data", p.decisions[j]});
-        if (p.resend) {
-            commands.push_back(commands.back());  // the same approval again: a duplicate
-            commands.push_back({"signal", p.run, "refund_decision", "--id", id + "-other", "--data", p.decisions[j]});
-        }
-    }
-    return commands;
-}
-
-/// The invariants that must hold after every kill; returns what is broken.
-/// `before` holds the steps committed when the killed host started,
-/// `first_line` the step log line it started at.
-std::vector<std::string> refund_invariant_violations(const abide::Engine& db, const Files& f,
-                                                     const std::vector<RefundPlan>& plans,
-                                                     const std::map<std::string, abide::json>& before,
-                                                     std::size_t first_line) {
-    std::vector<std::string> broken;
-    // No step body ran again after its result was committed (nor twice in one host).
-    const std::vector<ex::StepRun> log = ex::read_step_log(f.steplog);
-    std::set<std::string> this_host;
-    for (std::size_t i = first_line; i < log.size(); ++i) {
-        const std::string what = log[i].run_id + " step " + log[i].step + " (" + log[i].key + ")";
-        if (before.count(log[i].key)) broken.push_back(what + " ran again although its result was committed");
-        if (!this_host.insert(log[i].key).second) broken.push_back(what + " ran twice in one host");
-    }
-    // The ledger pays only planned approvals, once per ticket, the approved
-    // amount; each committed refund step holds the ledger's receipt for its key.
-    const std::vector<ex::Payment> payments = ex::PaymentsLedger(f.ledger).payments();
-    std::map<std::string, ex::Payment> by_key;
-    std::map<std::string, int> per_ticket;
-    for (const ex::Payment& p : payments) {
-        by_key[p.key] = p;
-        ++per_ticket[p.reference];
-    }
-    for (const RefundPlan& p : plans) {
-        if (per_ticket[p.ticket] > (p.paid > 0 ? 1 : 0))
-            broken.push_back(p.ticket + " was paid " + std::to_string(per_ticket[p.ticket]) + " times");
-        auto info = db.status(p.run);
-        if (!info) continue;
-        if (info->status == abide::RunStatus::failed) broken.push_back(p.run + " failed: " + info->error->message);
-        int refunds = 0, tickets = 0;
-        for (const abide::TraceEntry& e : db.trace(p.run).entries) {
-            if (e.kind != "step") continue;
-            tickets += e.name == "load_ticket";
-            if (e.name != "issue_refund") continue;
-            ++refunds;
-            const std::string key = p.run + ":" + std::to_string(e.seq);
-            auto paid = by_key.find(key);
-            if (paid == by_key.end())
-                broken.push_back(p.run + ": the journal's refund " + e.value.dump() + " is not in the ledger");
-            else if (e.value != paid->second.receipt || paid->second.amount != p.paid)
-                broken.push_back(p.run + ": the journal says " + e.value.dump() + ", the ledger " +
-                                 paid->second.receipt + " of " + std::to_string(paid->second.amount));
-        }
-        if (tickets > 1) broken.push_back(p.run + ": load_ticket committed " + std::to_string(tickets) + " times");
-        if (refunds > 1) broken.push_back(p.run + ": issue_refund committed " + std::to_string(refunds) + " times");
-    }
-    for (const ex::Payment& p : payments) {
-        const auto i = static_cast<std::size_t>(std::stoi(p.reference.substr(2)) - 1001);
-        if (i >= plans.size() || plans[i].paid != p.amount || p.key.rfind(plans[i].run + ":", 0) != 0)
-            broken.push_back("unexpected payment " + p.key + " of " + std::to_string(p.amount) + " for " + p.reference);
-    }
-    return broken;
-}
-
-/// Fails the test case, listing what broke, if anything did.
-void require_invariants(const abide::Engine& db, const Files& f, const std::vector<RefundPlan>& plans,
-                        const std::map<std::string, abide::json>& before, std::size_t first_line) {
-    const auto broken = refund_invariant_violations(db, f, plans, before, first_line);
-    std::string list;
-    for (const auto& b : broken) list += "\n  " + b;
-    INFO("broken invariants:" << list << "\nprocesses' output:\n" << tail(f.log));
-    REQUIRE(broken.empty());
-}
-
-TEST_CASE("refund hosts killed at random instants while steps run keep every invariant", "[restarts][torture]") {
-    const char* kills_env = std::getenv("ABIDE_TORTURE_KILLS");
-    const char* seed_env = std::getenv("ABIDE_TORTURE_SEED");
-    const int kills = kills_env ? std::atoi(kills_env) : 60;
-    const auto seed = seed_env ? std::strtoull(seed_env, nullptr, 10) : std::random_device{}();
-    std::cout << "[torture] seed " << seed << ", " << kills << " kills (ABIDE_TORTURE_SEED, ABIDE_TORTURE_KILLS)"
-              << std::endl;
-    INFO("seed " << seed << " (rerun with ABIDE_TORTURE_SEED=" << seed << ")");
-    std::mt19937_64 rng(seed);
-    auto uniform = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
-
-    Files f;
-    ex::set_clock_offset(f.clock, 0s);
-    const abide::Engine db({.path = f.db, .cache_size = 0});
-    // New runs keep arriving until two thirds of the kills, so that later kills
-    // still find steps running: host k starts the first started(k) runs.
-    const int runs = std::max(15, (kills / 2 + 4) / 5 * 5);
-    const auto plans = refund_plans(runs);
-    auto started = [&](int k) { return std::min(runs, 5 + k * runs / std::max(1, kills * 2 / 3)); };
-    const int step_delay_ms = 3;  // each body lasts 3 ms: a window for kills mid-step
-    // These kills land in step bodies on purpose, often in the same run after
-    // each restart: to the engine that is a run crashing its host, which it
-    // would quarantine. They are not, so quarantine is off here.
-    auto host = [&](int k) {
-        auto argv = refund_host(f, started(k), step_delay_ms);
-        argv.insert(argv.end(), {"--quarantine-after", "0"});
-        return argv;
-    };
-    const auto began = SteadyClock::now();
-    int in_flight = 0, while_waiting = 0;
-    std::size_t reruns = 0;
-
-    auto send = [&](const std::vector<std::string>& args) {
-        const CliResult r = abide_cli(f, args);
-        INFO(r.out);
-        CHECK((r.code == 0 || r.code == 1));  // accepted, or refused (duplicate, finished); never an error
-    };
-
-    for (int k = 0; k < kills; ++k) {
-        INFO("kill " << k + 1);
-        const auto before = committed_steps(db, plans);
-        const std::size_t first_line = ex::read_step_log(f.steplog).size();
-        const auto decisions = pending_decisions(db, plans);
-        const bool race = uniform(0, 1) == 1;  // deliver while the host runs, or before it starts
-        if (!race)
-            for (const auto& d : decisions) send(d);
-        Process h(host(k), f.log);
-        std::vector<std::unique_ptr<Process>> senders;  // racing the host
-        if (race)
-            for (const auto& d : decisions) {
-                auto args = d;
-                args.insert(args.begin(), {ABIDE_CLI_PATH, "--db", f.db.string()});
-                senders.push_back(std::make_unique<Process>(args, f.log));
-            }
-        if (uniform(0, 2) == 0) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(uniform(0, 80)));  // any instant
-        } else {
-            // Right after a step body starts: before or after its effect, before its commit.
-            const auto give_up = SteadyClock::now() + 300ms;
-            while (ex::read_step_log(f.steplog).size() == first_line && SteadyClock::now() < give_up)
-                std::this_thread::sleep_for(1ms);
-            std::this_thread::sleep_for(std::chrono::microseconds(uniform(0, step_delay_ms * 1000 + 500)));
-        }
-        if (!h.kill_hard()) FAIL("the host was not running when killed:\n" << tail(f.log));
-        for (auto& s : senders) CHECK(s->wait() <= 1);
-        const auto after = committed_steps(db, plans);
-        const auto log = ex::read_step_log(f.steplog);
-        bool mid_step = false;
-        for (std::size_t i = first_line; i < log.size(); ++i) mid_step = mid_step || after.count(log[i].key) == 0;
-        (mid_step ? in_flight : while_waiting) += 1;
-        require_invariants(db, f, plans, before, first_line);
-    }
-
-    // A last host that is not killed finishes every run that gets decisions.
-    {
-        const auto before = committed_steps(db, plans);
-        const std::size_t first_line = ex::read_step_log(f.steplog).size();
-        Process h(host(kills), f.log);
-        wait_until(
-            f, "every run with decisions finishes",
-            [&] {
-                for (const auto& d : pending_decisions(db, plans)) send(d);
-                for (const RefundPlan& p : plans)
-                    if (p.outcome != "timed_out" && !finished_as(db, p.run, p.outcome)) return false;
-                return true;
-            },
-            30s);
-        REQUIRE(h.kill_hard());
-        require_invariants(db, f, plans, before, first_line);
-    }
-    // Eight days later a new host times out the runs nobody decided.
-    {
-        const auto before = committed_steps(db, plans);
-        const std::size_t first_line = ex::read_step_log(f.steplog).size();
-        ex::set_clock_offset(f.clock, 8 * 24h);
-        Process h(host(kills), f.log);
-        wait_until(f, "the undecided runs time out", [&] {
-            for (const RefundPlan& p : plans)
-                if (!finished_as(db, p.run, p.outcome)) return false;
-            return true;
-        });
-        REQUIRE(h.kill_hard());
-        require_invariants(db, f, plans, before, first_line);
-    }
-
-    // Every run ended as planned; each approval paid exactly once, nothing else paid.
-    const ex::PaymentsLedger ledger(f.ledger);
-    for (const RefundPlan& p : plans) {
-        INFO(p.run);
-        CHECK(finished_as(db, p.run, p.outcome));
-        CHECK(ledger.count_for(p.ticket) == (p.paid > 0 ? 1u : 0u));
-        int drafts = 0;
-        for (const abide::TraceEntry& e : db.trace(p.run).entries) drafts += e.name == "draft_recommendation";
-        CHECK(drafts == p.drafts);
-    }
-    std::set<std::string> keys;
-    for (const ex::StepRun& r : ex::read_step_log(f.steplog)) reruns += keys.insert(r.key).second ? 0 : 1;
-    const auto seconds = std::chrono::duration<double>(SteadyClock::now() - began).count();
-    std::cout << "[torture] " << kills << " kills: " << in_flight << " with a step body in flight, " << while_waiting
-              << " between steps or while waiting; " << reruns << " step bodies ran again after a kill; "
-              << ledger.payments().size() << " payments; " << seconds << " s" << std::endl;
-    if (kills >= 20) CHECK(in_flight > kills / 4);  // the harness really killed hosts mid-step
 }
 
 // ---- charge_approval and multi_approval (the Polos guide) ---------------------------------

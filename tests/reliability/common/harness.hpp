@@ -22,10 +22,11 @@ namespace abide::harness {
 namespace fs = std::filesystem;
 
 /// A fresh directory, removed at the end unless ABIDE_KEEP_DIRS=1 (to look at
-/// a failure's files).
+/// a failure's files). It is made in `parent` (by default the temporary
+/// directory, $TMPDIR or /tmp).
 class ScratchDir {
 public:
-    explicit ScratchDir(std::string_view prefix);
+    explicit ScratchDir(std::string_view prefix, const fs::path& parent = fs::temp_directory_path());
     ~ScratchDir();
     ScratchDir(const ScratchDir&) = delete;
     ScratchDir& operator=(const ScratchDir&) = delete;
@@ -39,9 +40,15 @@ private:
 /// A child process (fork/exec). stdout and stderr are appended to `log`;
 /// `env` entries ("NAME=value") are added to the inherited environment.
 /// The destructor kills and reaps it, so an early return leaks no process.
+///
+/// With `own_group`, the child leads a new process group and kill_hard() and
+/// the destructor SIGKILL the whole group: a child that runs programs of its
+/// own (a signaller running the `abide` command) dies with them, so none of
+/// them is left writing while the harness checks.
 class Process {
 public:
-    Process(const std::vector<std::string>& argv, const fs::path& log, const std::vector<std::string>& env = {});
+    Process(const std::vector<std::string>& argv, const fs::path& log, const std::vector<std::string>& env = {},
+            bool own_group = false);
     ~Process();
     Process(const Process&) = delete;
     Process& operator=(const Process&) = delete;
@@ -60,16 +67,50 @@ public:
 
 private:
     int decode(int status);
+    void send_kill() const;
     pid_t pid_ = -1;
+    bool own_group_ = false;
 };
+
+/// For a program that a harness starts and kills: SIGKILL this process when
+/// the harness dies (a ctest timeout kills only the harness), so that no host
+/// started by a dead harness polls forever. Call it first thing in main().
+void die_with_parent();
 
 /// Runs argv to its end; the exit code (or 128 + signal), or -1 after timeout_ms.
 int run_to_end(const std::vector<std::string>& argv, const fs::path& log, const std::vector<std::string>& env = {},
                int timeout_ms = 60'000);
 
 std::string read_text(const fs::path& path);
+/// Appends `line` and a newline with one write(2) on an O_APPEND descriptor,
+/// so that a writer killed at any instant leaves whole lines only and
+/// processes appending to one file never interleave within a line. Not
+/// synced: it survives a killed process, not a power cut.
+void append_line(const fs::path& path, std::string_view line);
+/// The complete lines of a file (none if it is missing); a last line without
+/// its newline is ignored.
+std::vector<std::string> read_lines(const fs::path& path);
 /// The last `bytes` of a file, for failure messages.
 std::string tail(const fs::path& path, std::size_t bytes = 3000);
+
+/// The "--name value" pairs of a harness program's command line (the programs
+/// a harness starts, and the harness itself). Every name in `required` must
+/// be given, and only names in `required` or `optional`; otherwise prints the
+/// problem and `usage` to stderr and exits with status 2.
+class Flags {
+public:
+    Flags(int argc, char** argv, const std::vector<std::string>& required, const std::vector<std::string>& optional,
+          std::string_view usage);
+    /// The value of `name`, or `fallback` if it was not given.
+    std::string text(const std::string& name, const std::string& fallback = {}) const;
+    /// The value of `name` as a whole number (exits with status 2 if it is not one).
+    std::uint64_t number(const std::string& name, std::uint64_t fallback) const;
+
+private:
+    [[noreturn]] void usage_error(const std::string& what) const;
+    std::map<std::string, std::string> values_;
+    std::string usage_;
+};
 
 /// A number from the environment, or `fallback` when unset. Harnesses read
 /// their size this way (e.g. ABIDE_TORTURE_KILLS) so that CI runs a bounded
