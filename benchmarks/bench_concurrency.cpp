@@ -5,7 +5,9 @@
 // every run has completed: (S, P) = (1, 1), (2, 1), (4, 1), (8, 1), (2, 2),
 // (8, 2). Reported: decisions per second (to completion), commits per
 // decision, polls, against raw LMDB replaying the same write transactions
-// (one thread, the same transaction boundaries).
+// (one thread, the same transaction boundaries). Each configuration runs on
+// twin engines (run_twin): the recorded one's writes are the baseline's, the
+// timed one has no write tap.
 #include "common.hpp"
 
 #include <fmt/format.h>
@@ -22,21 +24,31 @@ struct Config {
 void measure(const Args& args, const Scratch& scratch, std::size_t n, const std::vector<Config>& configs,
              Report& report) {
     for (const Config& c : configs) {
+        // Twin engines (see run_twin): `recorded` feeds the baseline, `timed` is timed.
         const fs::path db = scratch.file("concurrency.db");
+        const fs::path timed_db = scratch.file("concurrency-timed.db");
         Mirror mirror(scratch.file("concurrency-baseline.db"), args);
-        abide::Engine engine(engine_options(db, args.durability));
-        define_refund(engine);
-        start_waiting_runs(engine, "c-", 0, n, 1024);  // setup, untimed
+        abide::Engine recorded(engine_options(db, args.durability));
+        abide::Engine timed(engine_options(timed_db, args.durability));
+        for (abide::Engine* engine : {&recorded, &timed}) {
+            define_refund(*engine);
+            start_waiting_runs(*engine, "c-", 0, n, 1024);  // setup, untimed
+        }
         mirror.seed(db);
-        Concurrent run = decide_concurrently(engine, "c-", n, c.signalers, c.pollers);
-        const Replay base = mirror.replay(run.recording);
+        Concurrent run;
+        TwinResult twin = run_twin(recorded, timed, [&](abide::Engine& engine, bool is_timed) {
+            Concurrent r = decide_concurrently(engine, "c-", n, c.signalers, c.pollers);
+            if (is_timed) run = r;
+            return r.seconds;
+        });
+        const Replay base = mirror.replay(twin.recording);
         const double dn = static_cast<double>(n);
         const std::string id = fmt::format("s{}_p{}", c.signalers, c.pollers);
         const std::string label = fmt::format("{} signalling thread{}, {} polling thread{}", c.signalers,
                                               c.signalers == 1 ? "" : "s", c.pollers, c.pollers == 1 ? "" : "s");
         report.add(id, label, "decisions/s", Better::higher, dn / run.seconds, dn / base.wall);
         report.add(id + "_commits", label + ": commits per decision", "commits", Better::lower,
-                   static_cast<double>(run.recording.commits()) / dn);
+                   static_cast<double>(twin.recording.commits()) / dn);
         report.add(id + "_polls", label + ": poll() calls per decision", "polls", Better::lower,
                    static_cast<double>(run.polls) / dn);
     }

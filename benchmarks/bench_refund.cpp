@@ -11,7 +11,10 @@
 //   * latency p50/p99 of single runs (1 in flight), start->waiting and
 //     decision->completed;
 //   * commits per run (write_tap commits / runs).
-// Each phase's write transactions are replayed on raw LMDB as the baseline.
+// Each phase runs on twin engines from the same state (run_twin): the writes
+// of the recorded one are replayed on raw LMDB as the baseline; the other is
+// timed with no write tap installed, so abide's figure excludes the
+// benchmark's recording.
 #include "common.hpp"
 
 #include <fmt/format.h>
@@ -57,11 +60,13 @@ void add_rate(Report& report, const std::string& id, const std::string& label, s
 }
 
 void measure(const Args& args, const Scratch& scratch, const Sizes& z, Report& report) {
+    // Twin engines (see run_twin): `recorded` feeds the baseline, `timed` is timed.
     const fs::path db = scratch.file("refund.db");
     Mirror mirror(scratch.file("refund-baseline.db"), args);
-    Recorder& recorder = Recorder::instance();
-    abide::Engine engine(engine_options(db, args.durability));
-    define_refund(engine);
+    abide::Engine recorded(engine_options(db, args.durability));
+    abide::Engine timed(engine_options(scratch.file("refund-timed.db"), args.durability));
+    define_refund(recorded);
+    define_refund(timed);
     const std::string w = std::to_string(z.window);
 
     // ---- start -> waiting, `window` in flight ----
@@ -73,17 +78,18 @@ void measure(const Args& args, const Scratch& scratch, const Sizes& z, Report& r
                 batches.back().push_back(refund_start(i, refund_run_id("w-", i)));
         }
         mirror.seed(db);
-        recorder.start();
-        Stopwatch sw;
-        for (const auto& batch : batches) {
-            (void)engine.start_batch(batch);
-            auto r = engine.poll();
-            expect(r.waiting == batch.size(), fmt::format("start: {} of {} runs waited", r.waiting, batch.size()));
-        }
-        const double t = sw.wall();
-        Recording rec = recorder.stop();
-        add_rate(report, "start_to_waiting_w" + w, "start->waiting, " + w + " in flight", z.runs, t,
-                 mirror.replay(rec), rec);
+        TwinResult r = run_twin(recorded, timed, [&](abide::Engine& engine, bool) {
+            Stopwatch sw;
+            for (const auto& batch : batches) {
+                (void)engine.start_batch(batch);
+                auto polled = engine.poll();
+                expect(polled.waiting == batch.size(),
+                       fmt::format("start: {} of {} runs waited", polled.waiting, batch.size()));
+            }
+            return sw.wall();
+        });
+        add_rate(report, "start_to_waiting_w" + w, "start->waiting, " + w + " in flight", z.runs, r.seconds,
+                 mirror.replay(r.recording), r.recording);
     }
     // ---- decision -> completed, `window` in flight ----
     {
@@ -95,81 +101,70 @@ void measure(const Args& args, const Scratch& scratch, const Sizes& z, Report& r
                                                               fmt::format("d-{}", i)});
         }
         mirror.seed(db);
-        recorder.start();
-        Stopwatch sw;
-        for (const auto& batch : batches) {
-            auto results = engine.signal_batch(batch);
-            for (const auto& s : results)
-                expect(s.outcome == abide::SignalOutcome::delivered, "signal_batch: " + s.message);
-            auto r = engine.poll();
-            expect(r.completed == batch.size(), fmt::format("decide: {} of {} runs completed", r.completed, batch.size()));
-        }
-        const double t = sw.wall();
-        Recording rec = recorder.stop();
+        TwinResult r = run_twin(recorded, timed, [&](abide::Engine& engine, bool) {
+            Stopwatch sw;
+            for (const auto& batch : batches) {
+                auto results = engine.signal_batch(batch);
+                for (const auto& s : results)
+                    expect(s.outcome == abide::SignalOutcome::delivered, "signal_batch: " + s.message);
+                auto polled = engine.poll();
+                expect(polled.completed == batch.size(),
+                       fmt::format("decide: {} of {} runs completed", polled.completed, batch.size()));
+            }
+            return sw.wall();
+        });
         add_rate(report, "decision_to_completed_w" + w, "decision->completed, signal_batch, " + w + " in flight",
-                 z.runs, t, mirror.replay(rec), rec);
+                 z.runs, r.seconds, mirror.replay(r.recording), r.recording);
     }
-    // ---- 1 in flight: start -> waiting, with per-run latency ----
+    // ---- 1 in flight, with per-run latency: start -> waiting, then decision -> completed ----
     {
-        std::vector<std::string> tickets, ids;  // built before the clock starts
+        std::vector<std::string> tickets, ids, payloads, signal_ids;  // built before the clock starts
         for (std::size_t i = 0; i < z.single; ++i) {
             tickets.push_back(ticket_id(i));
-            ids.push_back(refund_run_id("one-", i));
-        }
-        mirror.seed(db);
-        std::vector<double> latency;
-        recorder.start();
-        Stopwatch total;
-        for (std::size_t i = 0; i < z.single; ++i) {
-            recorder.segment();
-            Stopwatch sw;
-            (void)engine.start(refund_workflow, tickets[i], {.run_id = ids[i]});
-            auto r = engine.poll();
-            latency.push_back(sw.wall());
-            expect(r.waiting == 1, "start: the run did not wait");
-        }
-        const double t = total.wall();
-        Recording rec = recorder.stop();
-        Replay base = mirror.replay(rec);
-        add_rate(report, "start_to_waiting_w1", "start->waiting, 1 in flight", z.single, t, base, rec);
-        add_latency(report, "start_to_waiting", "start->waiting", latency, base);
-    }
-    // ---- 1 in flight: decision -> completed, with per-run latency ----
-    {
-        std::vector<std::string> ids, payloads, signal_ids;  // built before the clock starts
-        for (std::size_t i = 0; i < z.single; ++i) {
             ids.push_back(refund_run_id("one-", i));
             payloads.push_back(decision_text(i));
             signal_ids.push_back(fmt::format("d-{}", i));
         }
-        mirror.seed(db);
-        std::vector<double> latency;
-        recorder.start();
-        Stopwatch total;
-        for (std::size_t i = 0; i < z.single; ++i) {
-            recorder.segment();
-            Stopwatch sw;
+        // One run at a time: `step(engine, i)` takes run i through the phase.
+        auto single = [&](const std::string& id, const std::string& label, const auto& step) {
+            mirror.seed(db);
+            std::vector<double> latency;
+            TwinResult r = run_twin(recorded, timed, [&](abide::Engine& engine, bool is_timed) {
+                Stopwatch total;
+                for (std::size_t i = 0; i < z.single; ++i) {
+                    if (!is_timed) Recorder::instance().segment();
+                    Stopwatch sw;
+                    step(engine, i);
+                    if (is_timed) latency.push_back(sw.wall());
+                }
+                return total.wall();
+            });
+            Replay base = mirror.replay(r.recording);
+            add_rate(report, id + "_w1", label + ", 1 in flight", z.single, r.seconds, base, r.recording);
+            add_latency(report, id, label, latency, base);
+        };
+        single("start_to_waiting", "start->waiting", [&](abide::Engine& engine, std::size_t i) {
+            (void)engine.start(refund_workflow, tickets[i], {.run_id = ids[i]});
+            expect(engine.poll().waiting == 1, "start: the run did not wait");
+        });
+        single("decision_to_completed", "decision->completed", [&](abide::Engine& engine, std::size_t i) {
             auto s = engine.signal(ids[i], refund_signal, payloads[i], signal_ids[i]);
-            auto r = engine.poll();
-            latency.push_back(sw.wall());
             expect(s.outcome == abide::SignalOutcome::delivered, "signal: " + s.message);
-            expect(r.completed == 1, "decide: the run did not complete");
-        }
-        const double t = total.wall();
-        Recording rec = recorder.stop();
-        Replay base = mirror.replay(rec);
-        add_rate(report, "decision_to_completed_w1", "decision->completed, 1 in flight", z.single, t, base, rec);
-        add_latency(report, "decision_to_completed", "decision->completed", latency, base);
+            expect(engine.poll().completed == 1, "decide: the run did not complete");
+        });
     }
     // ---- decision -> completed: `threads` threads call signal(), one thread polls ----
     {
-        start_waiting_runs(engine, "mt-", 0, z.runs, 1024);  // setup, untimed
+        start_waiting_runs(recorded, "mt-", 0, z.runs, 1024);  // setup, untimed
+        start_waiting_runs(timed, "mt-", 0, z.runs, 1024);
         mirror.seed(db);
-        Concurrent c = decide_concurrently(engine, "mt-", z.runs, z.threads, 1);
+        TwinResult r = run_twin(recorded, timed, [&](abide::Engine& engine, bool) {
+            return decide_concurrently(engine, "mt-", z.runs, z.threads, 1).seconds;
+        });
         const std::string th = std::to_string(z.threads);
         add_rate(report, "decision_to_completed_threads" + th,
-                 "decision->completed, " + th + " threads call signal(), 1 thread polls", z.runs, c.seconds,
-                 mirror.replay(c.recording), c.recording);
+                 "decision->completed, " + th + " threads call signal(), 1 thread polls", z.runs, r.seconds,
+                 mirror.replay(r.recording), r.recording);
     }
 }
 

@@ -624,14 +624,12 @@ Concurrent decide_concurrently(abide::Engine& engine, const std::string& prefix,
                 if (r.runs_advanced == 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
             }
         });
-    Recorder::instance().start();
     sw.start();
     go.store(true, std::memory_order_release);
     for (auto& t : threads) t.join();
     Concurrent out;
     out.seconds = finished.load() > 0 ? finished.load() : sw.wall();
     out.polls = polls.load();
-    out.recording = Recorder::instance().stop();
     if (refused.load() != 0) throw std::runtime_error(fmt::format("{} concurrent signals were refused", refused.load()));
     if (completed.load() != n)
         throw std::runtime_error(fmt::format("{} of {} concurrently decided runs completed", completed.load(), n));

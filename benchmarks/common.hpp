@@ -162,6 +162,33 @@ private:
     Recording rec_;
 };
 
+/// A phase measured on twin engines that start from the same state: first
+/// on `recorded`, untimed, with the write tap recording (its transactions are
+/// what the baseline replays); then on `timed` with no tap installed at all,
+/// timed, so that abide's figure excludes the benchmark's own recording.
+/// `phase(engine, timed)` runs the phase and returns its seconds.
+struct TwinResult {
+    double seconds = 0;   ///< the timed run
+    Recording recording;  ///< the recorded run's writes
+};
+template <class Phase>
+TwinResult run_twin(abide::Engine& recorded, abide::Engine& timed, Phase&& phase) {
+    Recorder& recorder = Recorder::instance();
+    recorder.start();
+    (void)phase(recorded, false);
+    TwinResult out;
+    out.recording = recorder.stop();
+    recorder.uninstall();
+    try {
+        out.seconds = phase(timed, true);
+    } catch (...) {
+        recorder.install();
+        throw;
+    }
+    recorder.install();
+    return out;
+}
+
 // ---- raw LMDB: the baseline --------------------------------------------------------
 
 struct Replay {
@@ -249,12 +276,11 @@ void start_waiting_runs(abide::Engine& engine, const std::string& prefix, std::s
 struct Concurrent {
     double seconds = 0;      ///< from releasing the threads until every run completed
     std::size_t polls = 0;   ///< poll() calls, all pollers together
-    Recording recording;     ///< abide's writes meanwhile
 };
 /// Decides runs [0, n) of `prefix` (waiting refund runs): `signalers` threads
 /// call signal() one decision at a time (thread t takes runs t, t+signalers,
 /// ...) while `pollers` threads call poll() until every run has completed
-/// (an idle poll sleeps 50 us). Records abide's writes from the release on.
+/// (an idle poll sleeps 50 us). Run it under run_twin to record its writes.
 Concurrent decide_concurrently(abide::Engine& engine, const std::string& prefix, std::size_t n,
                                std::size_t signalers, std::size_t pollers);
 
