@@ -8,7 +8,8 @@
 //     the first key of timers and of ready; of timers alone);
 //   * then the clock is advanced 2 hours and ONE poll() is timed: it fires all
 //     N timeouts and runs every timed-out run to completion. Against raw LMDB
-//     replaying the same write transactions.
+//     replaying the same write transactions (recorded on a twin engine, so
+//     the timed poll runs with no write tap: see run_twin).
 #include "common.hpp"
 
 #include <fmt/format.h>
@@ -35,16 +36,19 @@ void expect(bool ok, const std::string& what) {
 double ns_per(double seconds, std::size_t n) { return seconds * 1e9 / static_cast<double>(n); }
 
 void measure(const Args& args, const Scratch& scratch, std::size_t n, std::size_t iterations, Report& report) {
+    // Twin engines (see run_twin): `recorded` feeds the baseline, `timed` is timed.
     const fs::path db = scratch.file("timers.db");
     std::atomic<std::int64_t> now_us{
         std::chrono::duration_cast<std::chrono::microseconds>(abide::Clock::now().time_since_epoch()).count()};
     auto options = engine_options(db, args.durability);
     options.clock = [&now_us] { return abide::TimePoint(std::chrono::microseconds(now_us.load())); };
-    abide::Engine engine(options);
-    engine.define(workflow, timed_approval).signal<Decision>(signal);
+    abide::Engine recorded(options);
+    options.path = scratch.file("timers-timed.db");
+    abide::Engine engine(options);  // the timed one
 
-    // Setup: N waiting runs with due-in-an-hour timeouts.
-    {
+    // Setup: N waiting runs with due-in-an-hour timeouts, in each engine.
+    for (abide::Engine* e : {&recorded, &engine}) {
+        e->define(workflow, timed_approval).signal<Decision>(signal);
         std::vector<abide::StartRequest> batch;
         const std::size_t window = 8192;
         for (std::size_t begin = 0; begin < n; begin += window) {
@@ -52,8 +56,8 @@ void measure(const Args& args, const Scratch& scratch, std::size_t n, std::size_
             batch.clear();
             for (std::size_t i = begin; i < end; ++i)
                 batch.push_back({workflow, static_cast<std::int64_t>(i), {.run_id = fmt::format("t-{:07}", i)}});
-            (void)engine.start_batch(batch);
-            expect(engine.poll().waiting == end - begin, "setup: not every run reached its wait");
+            (void)e->start_batch(batch);
+            expect(e->poll().waiting == end - begin, "setup: not every run reached its wait");
         }
     }
 
@@ -89,13 +93,16 @@ void measure(const Args& args, const Scratch& scratch, std::size_t n, std::size_
 
     // ---- advance the clock past every deadline; one poll fires them all ----
     now_us += std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::hours(2)).count();
-    Recorder::instance().start();
-    Stopwatch sw;
-    auto r = engine.poll();
-    const Elapsed fire = sw.elapsed();
-    Recording rec = Recorder::instance().stop();
-    expect(r.timers_fired == n, fmt::format("fired {} of {} timers", r.timers_fired, n));
-    expect(r.completed == n, fmt::format("{} of {} timed-out runs completed", r.completed, n));
+    Elapsed fire;
+    TwinResult twin = run_twin(recorded, engine, [&](abide::Engine& e, bool) {
+        Stopwatch sw;
+        auto r = e.poll();
+        fire = sw.elapsed();
+        expect(r.timers_fired == n, fmt::format("fired {} of {} timers", r.timers_fired, n));
+        expect(r.completed == n, fmt::format("{} of {} timed-out runs completed", r.completed, n));
+        return fire.wall;
+    });
+    const Recording& rec = twin.recording;
     const Replay base = mirror.replay(rec);
     const double dn = static_cast<double>(n);
     report.add("fire_per_s", "due timeouts fired and run to completion by one poll()", "timeouts/s", Better::higher,

@@ -680,7 +680,8 @@ void EngineCore::release_quarantined(std::string_view run_id) {
 
 // ---- poll ---------------------------------------------------------------------------
 
-std::size_t EngineCore::fire_due_timers(std::optional<TimePoint> earliest, PollResult& result) {
+std::size_t EngineCore::fire_due_timers(std::optional<TimePoint> earliest, PollResult& result,
+                                        std::vector<std::uint64_t>& claimed) {
     constexpr std::size_t max_per_commit = 4096;
     std::size_t fired = 0;
     // An idle poll must not take the write lock: look first.
@@ -689,10 +690,17 @@ std::size_t EngineCore::fire_due_timers(std::optional<TimePoint> earliest, PollR
         std::size_t count = 0;
         bool more = false;
         std::vector<std::string> damaged;
-        commits.run([&](WriteContext& w) {
+        std::vector<std::uint64_t> woken;   // claimed for this poll in the committed attempt
+        std::set<std::uint64_t> locked;     // locked in any attempt of the operation
+        auto let_go_of = [&](auto&& runs) {
+            for (std::uint64_t run : runs) unclaim(run);
+        };
+        try {
+            commits.run([&](WriteContext& w) {
             count = 0;
             more = false;
             damaged.clear();
+            woken.clear();
             std::vector<std::string> due;
             {
                 Cursor c(w.txn, Db::timers);
@@ -724,11 +732,25 @@ std::size_t EngineCore::fire_due_timers(std::optional<TimePoint> earliest, PollR
                 const WaitKind k = record.park->kind;
                 wake.reason = (k == WaitKind::signal || k == WaitKind::suspend) ? WakeReason::timeout : WakeReason::timer;
                 wake_parked(w, run, record, std::move(wake));
+                // This poll executes the run next, so the claim rides in this
+                // commit (a woken run just made progress: it is no suspect).
+                if (claim_in_commit(run, locked)) {
+                    record.attempts = 1;
+                    set_status(w, run, record, RunStatus::running);
+                    woken.push_back(run);
+                }
                 put_run(w, run, record);
                 ++count;
             }
-        });
-        ABIDE_CRASH_POINT("timer.committed");  // crash: the woken runs are ready, none executed
+            });
+        } catch (...) {
+            let_go_of(locked);
+            throw;
+        }
+        for (std::uint64_t run : woken) locked.erase(run);
+        let_go_of(locked);  // locked by an attempt that was re-applied without them
+        claimed.insert(claimed.end(), woken.begin(), woken.end());
+        ABIDE_CRASH_POINT("timer.committed");  // crash: the woken runs are claimed (attempt 1), none executed
         for (const std::string& key : damaged)
             result.problems.push_back(fmt::format("a timer entry of {} bytes is damaged (timers hold {}); it was "
                                                   "skipped. Run `abide check`",
@@ -769,11 +791,42 @@ EngineCore::Claim EngineCore::claim_ready(std::set<std::uint64_t>& skip, std::ve
             }
         }
     }
+    return load_claimed(candidates, skip, problems, false);
+}
+
+bool EngineCore::claim_in_commit(std::uint64_t run, std::set<std::uint64_t>& locked) {
+    if (!locked.count(run)) {
+        {
+            std::lock_guard lock(runs_mutex_);
+            if (!executing_.insert(run).second) return false;  // another thread of this process has it
+        }
+        bool ok = false;
+        try {
+            ok = run_locks.try_lock(run);
+        } catch (...) {
+            std::lock_guard lock(runs_mutex_);
+            executing_.erase(run);
+            throw;
+        }
+        if (!ok) {
+            std::lock_guard lock(runs_mutex_);
+            executing_.erase(run);
+            return false;  // another process: it stays ready for whoever polls
+        }
+        locked.insert(run);
+    }
+    return true;
+}
+
+EngineCore::Claim EngineCore::load_claimed(const std::vector<std::uint64_t>& candidates,
+                                           std::set<std::uint64_t>& skip, std::vector<std::string>& problems,
+                                           bool counted) {
     // Phase 2: read each run in a snapshot taken after the claim. A thread or
     // process that executed one of them let go only after its commit, so this
     // snapshot holds everything it wrote (an older one could replay a step
     // whose result is already journaled).
     Claim claim;
+    claim.counted = counted;
     std::vector<std::unique_ptr<RunInstance>> dropped;  // destroyed after the read ends
     std::vector<std::uint64_t> let_go;                  // unclaimed after the read ends
     {
@@ -804,14 +857,15 @@ EngineCore::Claim EngineCore::claim_ready(std::set<std::uint64_t>& skip, std::ve
                     give_up();  // another host may define it
                     continue;
                 }
-                if (options.quarantine_after != 0 && record.attempts >= options.quarantine_after) {
+                if (!counted && options.quarantine_after != 0 && record.attempts >= options.quarantine_after) {
                     claim.quarantine.push_back(run);
                     give_up();
                     continue;
                 }
                 // A suspect's last execution was cut short: it runs alone, so
                 // that a crash is charged to it and not to runs beside it.
-                const bool suspect = record.attempts > 0;
+                // (Counted claims were counted just now, from a park.)
+                const bool suspect = !counted && record.attempts > 0;
                 if (suspect && !claim.isolated) {
                     for (auto& other : claim.runs) {
                         let_go.push_back(other->run_number());
@@ -857,6 +911,7 @@ void EngineCore::unclaim(std::uint64_t run) {
 }
 
 void EngineCore::count_attempts(Claim& claim) {
+    if (claim.counted) return;  // claimed in the commit that woke them
     // Phase 3, one commit: each claimed run's attempt is on disk before any
     // of its code runs, so a crash during it is counted; runs over the limit
     // are quarantined instead. Crash after this commit: the attempts count,
@@ -1020,9 +1075,29 @@ PollResult EngineCore::poll() {
                                                         : now();
         budget = t.count(Db::ready);
     }
-    result.timers_fired = fire_due_timers(earliest, result);
+    std::vector<std::uint64_t> woken;  // claimed by the commits that fired their timers
+    result.timers_fired = fire_due_timers(earliest, result, woken);
     budget += result.timers_fired;
     std::set<std::uint64_t> skip;  // runs that failed to commit in this poll
+    for (std::size_t begin = 0; begin < woken.size(); begin += options.max_runs_per_round) {
+        const std::size_t end = std::min(woken.size(), begin + options.max_runs_per_round);
+        try {
+            Claim claim = load_claimed({woken.begin() + static_cast<std::ptrdiff_t>(begin),
+                                        woken.begin() + static_cast<std::ptrdiff_t>(end)},
+                                       skip, result.problems, true);
+            std::shared_lock<std::shared_mutex> beside(isolation_mutex_);
+            drive(std::move(claim.runs), result, skip);
+        } catch (...) {
+            // This process did not die: the rest were counted but never ran.
+            std::lock_guard lock(runs_mutex_);
+            for (std::size_t i = end; i < woken.size(); ++i) {
+                executing_.erase(woken[i]);
+                run_locks.unlock(woken[i]);
+                not_counted_.insert(woken[i]);
+            }
+            throw;
+        }
+    }
     // Runs made ready while this poll works are taken only up to the number
     // that was ready when it began (or woken by its timers), so a stream of
     // signals cannot keep one poll() from returning; the next poll takes the rest.

@@ -123,7 +123,13 @@ private:
     Event event_for(EventType type, const RunRecord& record, std::string name = {}) const;
 
     /// Fires timers due now, if `earliest` (the first deadline) says any are.
-    std::size_t fire_due_timers(std::optional<TimePoint> earliest, PollResult& result);
+    /// The runs it wakes are claimed for this poll in the same commits (their
+    /// attempt counted, their lock taken) and appended to `claimed`.
+    std::size_t fire_due_timers(std::optional<TimePoint> earliest, PollResult& result,
+                                std::vector<std::uint64_t>& claimed);
+    /// Inside a commit: takes `run` for this process (executing set and run
+    /// lock) unless it has it already in `locked`. False if someone else has it.
+    bool claim_in_commit(std::uint64_t run, std::set<std::uint64_t>& locked);
     /// Ready runs taken for one round: locked for this process, journals loaded.
     struct Claim {
         std::vector<std::unique_ptr<RunInstance>> runs;
@@ -131,11 +137,17 @@ private:
         bool isolated = false;
         /// Runs over EngineOptions::quarantine_after, quarantined by count_attempts.
         std::vector<std::uint64_t> quarantine;
+        /// Their attempts were counted when they were claimed (fire_due_timers).
+        bool counted = false;
     };
     /// Takes up to max_runs_per_round ready runs executing nowhere else (nor
     /// in `skip`), or a single suspect. A damaged run goes into `skip` and its
     /// error into `problems`.
     Claim claim_ready(std::set<std::uint64_t>& skip, std::vector<std::string>& problems);
+    /// Loads runs already marked executing and locked by this process (the
+    /// caller claimed them); `counted`: their attempts are already committed.
+    Claim load_claimed(const std::vector<std::uint64_t>& runs, std::set<std::uint64_t>& skip,
+                       std::vector<std::string>& problems, bool counted);
     /// Commits the claimed runs' attempts (and the quarantines) before any of
     /// their code runs; drops runs that changed meanwhile.
     void count_attempts(Claim& claim);
