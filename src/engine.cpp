@@ -7,11 +7,18 @@ namespace abide {
 
 namespace {
 
+constexpr int max_payload_depth = 256;
+
 SignalResult parse_then(std::string_view text, const std::function<SignalResult(json)>& deliver) {
     json payload;
     try {
-        payload = json::parse(text);
-    } catch (const json::parse_error& e) {
+        // Serialising JSON recurses once per level: refuse deep nesting here.
+        payload = json::parse(text, [](int depth, json::parse_event_t, json&) {
+            if (depth > max_payload_depth)
+                throw std::length_error("nested deeper than " + std::to_string(max_payload_depth) + " levels");
+            return true;
+        });
+    } catch (const std::exception& e) {  // parse_error, out_of_range (1e999), the depth limit
         return {SignalOutcome::invalid_payload,
                 fmt::format("the payload is not valid JSON: {}; nothing was written", e.what())};
     }

@@ -16,6 +16,20 @@ void check_version(const ByteReader& r) {
 
 std::string what_run(std::uint64_t run) { return "run record #" + std::to_string(run); }
 
+/// Whether a TimePoint can hold `us` microseconds since 1970 (about +-292 years).
+bool representable(std::int64_t us) {
+    static constexpr std::int64_t limit =
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::duration::max()).count();
+    return us <= limit && us >= -limit;
+}
+
+/// A stored time or duration in microseconds; fails unless representable.
+std::int64_t time_field(ByteReader& r) {
+    const std::int64_t us = r.svarint();
+    if (!representable(us)) r.fail("time out of range");
+    return us;
+}
+
 }  // namespace
 
 std::string_view to_string(EntryKind k) {
@@ -75,9 +89,10 @@ JournalEntry decode_journal_entry(std::string_view bytes, std::uint64_t run, std
     e.error_message = r.str();
     e.signal_id = r.str();
     e.attempt = static_cast<std::uint32_t>(r.varint());
-    e.started_us = r.svarint();
-    e.finished_us = e.started_us + r.svarint();
-    e.deadline_us = r.svarint();
+    e.started_us = time_field(r);
+    e.finished_us = e.started_us + time_field(r);  // both representable: the sum cannot overflow
+    if (!representable(e.finished_us)) r.fail("time out of range");
+    e.deadline_us = time_field(r);
     if (!r.at_end()) r.fail("trailing bytes");
     return e;
 }
@@ -123,8 +138,8 @@ RunRecord decode_run_record(std::string_view bytes, std::uint64_t run_number) {
     std::uint8_t status = r.u8();
     if (status < 1 || status > 7) r.fail("unknown status " + std::to_string(status));
     run.status = static_cast<RunStatus>(status);
-    run.created_us = r.svarint();
-    run.updated_us = r.svarint();
+    run.created_us = time_field(r);
+    run.updated_us = time_field(r);
     run.input = r.str();
     run.output = r.str();
     if (r.u8()) {
@@ -143,8 +158,8 @@ RunRecord decode_run_record(std::string_view bytes, std::uint64_t run_number) {
         p.kind = static_cast<WaitKind>(kind);
         p.name = r.str();
         p.data = r.str();
-        p.deadline_us = r.svarint();
-        p.since_us = r.svarint();
+        p.deadline_us = time_field(r);
+        p.since_us = time_field(r);
         p.seq = static_cast<std::uint32_t>(r.varint());
         run.park = std::move(p);
     }
@@ -170,8 +185,9 @@ InboxEntry decode_inbox_entry(std::string_view bytes) {
     InboxEntry e;
     e.signal_id = r.str();
     e.payload = r.str();
-    e.received_us = r.svarint();
+    e.received_us = time_field(r);
     e.validated = r.u8() != 0;
+    if (!r.at_end()) r.fail("trailing bytes");
     return e;
 }
 
@@ -196,16 +212,25 @@ Event decode_event(std::string_view bytes, std::uint64_t seq) {
     check_version(r);
     Event ev;
     ev.seq = seq;
-    ev.type = static_cast<EventType>(r.u8());
-    ev.at = from_micros(r.svarint());
+    const std::uint8_t type = r.u8();
+    if (type < 1 || type > static_cast<std::uint8_t>(EventType::released)) r.fail("unknown event type " + std::to_string(type));
+    ev.type = static_cast<EventType>(type);
+    ev.at = from_micros(time_field(r));
     ev.run_id = r.str();
     ev.workflow = r.str();
     ev.name = r.str();
     ev.topic = r.str();
     std::string_view data = r.str();
-    if (!data.empty()) ev.data = json::parse(data);
-    std::int64_t deadline = r.svarint();
+    if (!data.empty()) {
+        try {
+            ev.data = json::parse(data);
+        } catch (const json::exception& e) {
+            r.fail(std::string("data is not JSON: ") + e.what());
+        }
+    }
+    std::int64_t deadline = time_field(r);
     if (deadline != 0) ev.deadline = from_micros(deadline);
+    if (!r.at_end()) r.fail("trailing bytes");
     return ev;
 }
 
