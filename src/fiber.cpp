@@ -111,11 +111,13 @@ struct Fiber::State {
     EhGlobals eh;                   // the fiber's EH globals while it is not running
     const void* stack_bottom = nullptr;
     std::size_t stack_size = 0;
-    const void* outside_bottom = nullptr;  // bounds of the resumer's stack (ASan)
+    // Bounds of the stack that last resumed the fiber (ASan). Refreshed on
+    // every switch in, so a fiber resumed by another thread than last time
+    // returns to that thread's stack.
+    const void* outside_bottom = nullptr;
     std::size_t outside_size = 0;
 #ifdef ABIDE_TSAN
-    void* tsan_fiber = nullptr;
-    void* tsan_outside = nullptr;
+    void* tsan_fiber = nullptr;  // the fiber's ThreadSanitizer context
 #endif
 
     State(StackPool& p, std::function<void()> b) : pool(p), body(std::move(b)) {}
@@ -140,22 +142,20 @@ struct Fiber::State {
         }
     };
 
-    void switched_in(void* fake_stack) {
-#ifdef ABIDE_ASAN
-        __sanitizer_finish_switch_fiber(fake_stack, &outside_bottom, &outside_size);
-#else
-        (void)fake_stack;
-#endif
-    }
-
-    void switch_out(void** fake_stack) {
+    // AddressSanitizer, inside the fiber: announce the switch back to the
+    // resumer's stack, and complete a switch in (learning the resumer's stack).
+    void asan_leave(void** fake_stack) {
 #ifdef ABIDE_ASAN
         __sanitizer_start_switch_fiber(fake_stack, outside_bottom, outside_size);
 #else
         (void)fake_stack;
 #endif
-#ifdef ABIDE_TSAN
-        __tsan_switch_to_fiber(tsan_outside, 0);
+    }
+    void asan_entered(void* fake_stack) {
+#ifdef ABIDE_ASAN
+        __sanitizer_finish_switch_fiber(fake_stack, &outside_bottom, &outside_size);
+#else
+        (void)fake_stack;
 #endif
     }
 };
@@ -169,10 +169,10 @@ Fiber::Fiber(StackPool& pool, std::function<void()> body)
     st->inside = boost::context::fiber(std::allocator_arg, State::Allocator{st},
                                        [st](boost::context::fiber&& caller) {
                                            st->outside = std::move(caller);
-                                           st->switched_in(nullptr);
+                                           st->asan_entered(nullptr);
                                            st->body();  // never throws (see header)
                                            // nullptr: this fiber's fake stack dies with it.
-                                           st->switch_out(nullptr);
+                                           st->asan_leave(nullptr);
                                            return std::move(st->outside);
                                        });
 }
@@ -183,6 +183,25 @@ Fiber::~Fiber() {
 #endif
 }
 
+// ThreadSanitizer model: the fiber is a TSan context of its own, and only
+// resume() switches TSan contexts, both ways: into the fiber just before the
+// jump, and back to the resumer's own context just after the jump returns.
+// The fiber never names the context it returns to, so nothing in the fiber's
+// state depends on which thread resumed it last: a cached fiber that the next
+// poll resumes on another thread switches from and back to that thread's
+// context. Both switches synchronise (flags 0): everything the resumer did
+// happens before the fiber continues, and everything the fiber did happens
+// before the resumer continues; the handover of a parked fiber between
+// threads is ordered by the engine's own locks.
+//
+// Why not switch in yield(): TSan keeps a shadow call stack per context, and
+// every function return pops the current context's. With a switch inside the
+// fiber, the frames between that switch and the jump (and, at the end of the
+// body, the body's own frames) would return in the resumer's context and pop
+// frames it never pushed, until its shadow stack underflows; reports then show
+// "failed to restore the stack" or crash. Here each context pops only what it
+// pushed: Boost's resume() is entered and left in the fiber's context on both
+// sides of the jump.
 void Fiber::resume() {
     started_ = true;
     State* st = state_.get();
@@ -194,15 +213,19 @@ void Fiber::resume() {
     __sanitizer_start_switch_fiber(&fake_stack, st->stack_bottom, st->stack_size);
 #endif
 #ifdef ABIDE_TSAN
-    st->tsan_outside = __tsan_get_current_fiber();
+    void* resumer = __tsan_get_current_fiber();
     __tsan_switch_to_fiber(st->tsan_fiber, 0);
 #endif
-    st->inside = std::move(st->inside).resume();
+    boost::context::fiber back = std::move(st->inside).resume();
+#ifdef ABIDE_TSAN
+    __tsan_switch_to_fiber(resumer, 0);
+#endif
 #ifdef ABIDE_ASAN
     __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
 #else
     (void)fake_stack;
 #endif
+    st->inside = std::move(back);
     st->eh = *globals;
     *globals = saved;
     if (!st->inside) finished_ = true;
@@ -211,9 +234,9 @@ void Fiber::resume() {
 void Fiber::yield() {
     State* st = state_.get();
     void* fake_stack = nullptr;
-    st->switch_out(&fake_stack);
+    st->asan_leave(&fake_stack);
     st->outside = std::move(st->outside).resume();
-    st->switched_in(fake_stack);
+    st->asan_entered(fake_stack);
 }
 
 }  // namespace abide::detail

@@ -8,7 +8,9 @@
 //  * each switch swaps the thread's C++ exception-handling globals, so a fiber
 //    parked inside a catch block keeps its own caught-exception stack even when
 //    other fibers (or another thread) run meanwhile;
-//  * switches are annotated for AddressSanitizer and ThreadSanitizer.
+//  * switches are annotated for AddressSanitizer and ThreadSanitizer, and a
+//    parked fiber may be resumed by another thread than last time (a cached
+//    run taken by another poller): see the TSan model in fiber.cpp.
 #pragma once
 
 #include <cstddef>
