@@ -4,15 +4,16 @@
 
 ABIDE_DEPS=(g++ cmake ninja-build pkg-config libboost-context-dev liblmdb-dev libfmt-dev nlohmann-json3-dev catch2)
 
+# Extra packages may be named: abide_install_deps clang libclang-rt-14-dev
 abide_install_deps() {
-    local missing=() pkg
-    for pkg in "${ABIDE_DEPS[@]}"; do
+    local missing=() pkg wanted=("${ABIDE_DEPS[@]}" "$@")
+    for pkg in "${wanted[@]}"; do
         if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
             missing+=("$pkg")
         fi
     done
     if [ "${#missing[@]}" -eq 0 ]; then
-        echo "==> Dependencies: all ${#ABIDE_DEPS[@]} packages already installed"
+        echo "==> Dependencies: all ${#wanted[@]} packages already installed"
         return 0
     fi
     local as_root=()
