@@ -642,40 +642,33 @@ CancelResult EngineCore::cancel(std::string_view run_id, std::string_view reason
     return result;
 }
 
-void EngineCore::retry(std::string_view run_id) {
+void EngineCore::make_ready_again(std::string_view run_id, RunStatus from, std::string_view refusal_id,
+                                  std::string_view what, EventType event, void (*reset)(RunRecord&)) {
     commits.run([&](WriteContext& w) {
         std::uint64_t run = 0;
         auto record = find_run(w.txn, run_id, &run);
         if (!record)
             throw UsageError("abide.run.unknown", fmt::format("no run '{}' exists; check the id", run_id));
-        if (record->status != RunStatus::failed)
-            throw UsageError("abide.run.not_failed",
-                             fmt::format("run '{}' is {}; only failed runs can be retried", run_id,
-                                         to_string(record->status)));
+        if (record->status != from)
+            throw UsageError(std::string(refusal_id), fmt::format("run '{}' is {}; only {} runs can be {}", run_id,
+                                                                  to_string(record->status), to_string(from), what));
         record->error.reset();
-        ++record->incarnation;
+        reset(*record);
         set_status(w, run, *record, RunStatus::ready);
-        w.emit(event_for(EventType::retried, *record));
+        w.emit(event_for(event, *record));
         put_run(w, run, *record);
     });
 }
 
+void EngineCore::retry(std::string_view run_id) {
+    // A new incarnation: fibers of the old one are stale.
+    make_ready_again(run_id, RunStatus::failed, "abide.run.not_failed", "retried", EventType::retried,
+                     [](RunRecord& r) { ++r.incarnation; });
+}
+
 void EngineCore::release_quarantined(std::string_view run_id) {
-    commits.run([&](WriteContext& w) {
-        std::uint64_t run = 0;
-        auto record = find_run(w.txn, run_id, &run);
-        if (!record)
-            throw UsageError("abide.run.unknown", fmt::format("no run '{}' exists; check the id", run_id));
-        if (record->status != RunStatus::quarantined)
-            throw UsageError("abide.run.not_quarantined",
-                             fmt::format("run '{}' is {}; only quarantined runs can be released", run_id,
-                                         to_string(record->status)));
-        record->error.reset();
-        record->attempts = 0;
-        set_status(w, run, *record, RunStatus::ready);
-        w.emit(event_for(EventType::released, *record));
-        put_run(w, run, *record);
-    });
+    make_ready_again(run_id, RunStatus::quarantined, "abide.run.not_quarantined", "released", EventType::released,
+                     [](RunRecord& r) { r.attempts = 0; });
 }
 
 // ---- poll ---------------------------------------------------------------------------

@@ -122,6 +122,11 @@ private:
                                               WaitKind kind, std::string_view name);
     Event event_for(EventType type, const RunRecord& record, std::string name = {}) const;
 
+    /// retry() and release(): a run in status `from` becomes ready, its error
+    /// cleared and `reset` applied, with `event`; otherwise UsageError `refusal_id`.
+    void make_ready_again(std::string_view run, RunStatus from, std::string_view refusal_id, std::string_view what,
+                          EventType event, void (*reset)(RunRecord&));
+
     /// Fires timers due now, if `earliest` (the first deadline) says any are.
     /// The runs it wakes are claimed for this poll in the same commits (their
     /// attempt counted, their lock taken) and appended to `claimed`.
