@@ -682,7 +682,8 @@ std::size_t EngineCore::fire_due_timers(std::optional<TimePoint> earliest, PollR
     for (;;) {
         std::size_t count = 0;
         bool more = false;
-        std::vector<std::string> damaged;
+        std::vector<std::string> damaged;       // timer keys
+        std::vector<std::string> damaged_runs;  // errors of runs whose record is damaged
         std::vector<std::uint64_t> woken;   // claimed for this poll in the committed attempt
         std::set<std::uint64_t> locked;     // locked in any attempt of the operation
         auto let_go_of = [&](auto&& runs) {
@@ -693,6 +694,7 @@ std::size_t EngineCore::fire_due_timers(std::optional<TimePoint> earliest, PollR
             count = 0;
             more = false;
             damaged.clear();
+            damaged_runs.clear();
             woken.clear();
             std::vector<std::string> due;
             {
@@ -711,12 +713,20 @@ std::size_t EngineCore::fire_due_timers(std::optional<TimePoint> earliest, PollR
                 }
             }
             for (const std::string& key : due) {
-                w.txn.del(Db::timers, key);
                 const std::uint64_t run = get_be64(key, 8);
                 const std::uint32_t seq = get_be32(key, 16);
                 auto raw = w.txn.get(Db::runs, run_key(run));
+                RunRecord record;
+                if (raw) {
+                    try {
+                        record = decode_run_record(*raw, run);
+                    } catch (const FormatError& e) {
+                        damaged_runs.emplace_back(e.what());  // its timer stays, for an operator
+                        continue;
+                    }
+                }
+                w.txn.del(Db::timers, key);
                 if (!raw) continue;
-                RunRecord record = decode_run_record(*raw, run);
                 // Stale timers (the wait ended some other way) do nothing: firing is idempotent.
                 if (record.status != RunStatus::waiting || !record.park || record.park->seq != seq) continue;
                 ABIDE_CRASH_POINT("timer.fire");  // crash: inside the transaction, the timer stays due
@@ -744,6 +754,7 @@ std::size_t EngineCore::fire_due_timers(std::optional<TimePoint> earliest, PollR
         let_go_of(locked);  // locked by an attempt that was re-applied without them
         claimed.insert(claimed.end(), woken.begin(), woken.end());
         ABIDE_CRASH_POINT("timer.committed");  // crash: the woken runs are claimed (attempt 1), none executed
+        result.problems.insert(result.problems.end(), damaged_runs.begin(), damaged_runs.end());
         for (const std::string& key : damaged)
             result.problems.push_back(fmt::format("a timer entry of {} bytes is damaged (timers hold {}); it was "
                                                   "skipped. Run `abide check`",

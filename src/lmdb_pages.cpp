@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 
@@ -130,6 +131,8 @@ private:
         if (leaf && depth != db.depth)
             return problem(table, pgno, fmt::format("a leaf at depth {}, the tree's depth is {}", depth, db.depth));
         ++(branch ? counts.branch : counts.leaf);
+        if (!nodes_tile(p, keys, upper, branch))
+            return problem(table, pgno, "its nodes do not fill the node area exactly (a node offset or size is damaged)");
         std::optional<std::string_view> previous;
         for (std::size_t i = 0; i < keys; ++i) {
             const std::uint16_t off = u16(p + header_size + 2 * i);
@@ -172,6 +175,30 @@ private:
                 walk_table(std::string(key), read_db(node + node_size + ksize), false);
             }
         }
+    }
+
+    /// LMDB keeps a page's nodes packed from `upper` to the end of the page
+    /// (2-byte aligned, compacted on delete), so sorted by offset each node
+    /// must start where the previous one ends.
+    bool nodes_tile(const char* p, std::size_t keys, std::uint16_t upper, bool branch) const {
+        std::vector<std::pair<std::size_t, std::size_t>> nodes;  // offset, size
+        nodes.reserve(keys);
+        for (std::size_t i = 0; i < keys; ++i) {
+            const std::size_t off = u16(p + header_size + 2 * i);
+            if (off < upper || off + node_size > page_size_) return false;
+            const char* node = p + off;
+            const std::size_t ksize = u16(node + 6);
+            std::size_t size = node_size + ksize;
+            if (!branch) size += (u16(node + 4) & f_bigdata) ? 8 : (u16(node) | (std::size_t{u16(node + 2)} << 16));
+            nodes.emplace_back(off, size + (size & 1));
+        }
+        std::sort(nodes.begin(), nodes.end());
+        std::size_t at = upper;
+        for (const auto& [off, size] : nodes) {
+            if (off != at) return false;
+            at += size;
+        }
+        return at == page_size_;
     }
 
     /// A large value's pages; returns its bytes, or nothing if damaged.

@@ -24,6 +24,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <set>
 
 namespace abide {
@@ -123,6 +124,14 @@ private:
     }
 
     void check_runs(Txn& t) {
+        // Ids by run number, so that a run whose record is damaged is still
+        // named by the id its users know.
+        std::map<std::uint64_t, std::string> ids;
+        {
+            Cursor i(t, Db::run_ids);
+            for (bool ok = i.first(); ok; ok = i.next())
+                if (i.value().size() == 8) ids.emplace(get_be64(i.value()), std::string(i.key()));
+        }
         Cursor c(t, Db::runs);
         for (bool ok = c.first(); ok; ok = c.next()) {
             ++report_.runs;
@@ -136,7 +145,8 @@ private:
             try {
                 r = decode_run_record(c.value(), run);
             } catch (const FormatError& e) {
-                run_problem("", run, e.what());
+                const auto id = ids.find(run);
+                run_problem(id == ids.end() ? std::string() : id->second, run, e.what());
                 continue;
             }
             check_run(t, run, r);
@@ -219,23 +229,48 @@ private:
         });
     }
 
+    /// Keys carry no checksum, so each buffered signal's key is checked
+    /// against the signal_buffered event that announced it (its last 8
+    /// bytes): same run, same name. A damaged key would hide the signal from
+    /// the wait it is for.
     void check_inbox(Txn& t) {
         Cursor inbox(t, Db::inbox);
         for (bool ok = inbox.first(); ok; ok = inbox.next()) {
             ++report_.buffered_signals;
-            const std::uint64_t run = inbox.key().size() >= 8 ? get_be64(inbox.key()) : 0;
+            const std::string_view key = inbox.key();
+            const std::uint64_t run = key.size() >= 8 ? get_be64(key) : 0;
+            std::string announced_for;  // the run the announcing event names, if it decodes
             try {
                 (void)decode_inbox_entry(inbox.value());
+                if (key.size() < 8 + 1 + 1 + 8 || key[key.size() - 9] != '\0')
+                    throw FormatError("abide.storage.corrupt", "a buffered signal's key is malformed");
+                const std::string_view name = key.substr(9, key.size() - 18);
+                const auto event = t.get(Db::events, key.substr(key.size() - 8));
+                if (!event) throw FormatError("abide.storage.corrupt", "a buffered signal's key names no event");
+                const Event e = decode_event(*event, get_be64(key, key.size() - 8));
+                if (e.type == EventType::signal_buffered) announced_for = e.run_id;
+                const auto record = t.get(Db::runs, run_key(run));
+                if (!record || e.type != EventType::signal_buffered || e.name != name ||
+                    e.run_id != decode_run_record(*record, run).id)
+                    throw FormatError("abide.storage.corrupt",
+                                      "a buffered signal's key does not match the event that announced it");
             } catch (const FormatError& e) {
-                run_problem("", run, e.what());
+                run_problem(announced_for, run, e.what());
             }
         }
     }
 
+    /// Events are numbered 1, 2, 3, ... with no gaps (the log is append
+    /// only): a damaged key shows as a break in the sequence.
     void check_events(Txn& t) {
         Cursor events(t, Db::events);
+        std::uint64_t expected = 1;
         for (bool ok = events.first(); ok; ok = events.next()) {
             ++report_.events;
+            const std::uint64_t seq = events.key().size() == 8 ? get_be64(events.key()) : 0;
+            if (seq != expected)
+                problem(fmt::format("the event log: event {} follows event {} (a damaged key)", seq, expected - 1));
+            expected = seq + 1;
             try {
                 (void)decode_event(events.value(), events.key().size() == 8 ? get_be64(events.key()) : 0);
             } catch (const FormatError& e) {
