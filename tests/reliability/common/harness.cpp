@@ -41,8 +41,16 @@ Process::Process(const std::vector<std::string>& argv, const fs::path& log, cons
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
+    // `env` replaces inherited variables of the same name (getenv would
+    // otherwise find the inherited one first).
+    auto name_of = [](std::string_view entry) { return entry.substr(0, entry.find('=')); };
     std::vector<std::string> env_strings;
-    for (char** e = environ; *e; ++e) env_strings.emplace_back(*e);
+    for (char** e = environ; *e; ++e) {
+        const std::string_view inherited(*e);
+        bool replaced = false;
+        for (const std::string& mine : env) replaced = replaced || name_of(mine) == name_of(inherited);
+        if (!replaced) env_strings.emplace_back(inherited);
+    }
     env_strings.insert(env_strings.end(), env.begin(), env.end());
     std::vector<char*> envp;
     for (auto& e : env_strings) envp.push_back(e.data());

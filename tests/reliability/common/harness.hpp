@@ -38,7 +38,8 @@ private:
 };
 
 /// A child process (fork/exec). stdout and stderr are appended to `log`;
-/// `env` entries ("NAME=value") are added to the inherited environment.
+/// `env` entries ("NAME=value") are added to the inherited environment,
+/// replacing inherited variables of the same name.
 /// The destructor kills and reaps it, so an early return leaks no process.
 ///
 /// With `own_group`, the child leads a new process group and kill_hard() and
