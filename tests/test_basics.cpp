@@ -5,7 +5,9 @@
 using namespace abide;
 using namespace std::chrono_literals;
 
-namespace {
+// A named namespace, not an anonymous one: the macro's to_json is unused
+// here, and clang warns about unused functions with internal linkage.
+namespace smoke {
 
 struct Decision {
     std::string status, reviewer_id, reason;
@@ -13,7 +15,8 @@ struct Decision {
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Decision, status, reviewer_id, reason, approved_amount)
 
-}  // namespace
+}  // namespace smoke
+using smoke::Decision;
 
 TEST_CASE("a workflow runs steps, waits for a signal and completes", "[smoke]") {
     test::TempDir dir;
