@@ -341,6 +341,24 @@ TEST_CASE("abide stats prints the engine's counts", "[cli]") {
     CHECK(contains(r.out, "last event seq    " + std::to_string(s.last_event_seq)));
 }
 
+TEST_CASE("abide check verifies the whole file: exit 0 when sound and 3 when a problem is found", "[cli][verify]") {
+    Host host;
+    auto r = host.cli({"check"});
+    CHECK(r.code == 0);
+    CHECK(contains(r.out, "ok: the file is sound"));
+    r = host.cli({"check", "--json"});
+    CHECK(r.code == 0);
+    const json report = json::parse(r.out);
+    CHECK(report["ok"] == true);
+    CHECK(report["runs"] == 2);
+    CHECK(report["unreadable"] == false);
+
+    r = host.cli.raw({"--db", (host.dir.path() / "missing.db").string(), "check"});
+    CHECK(r.code == 3);
+    CHECK(contains(r.err, "does not exist"));
+    CHECK_FALSE(std::filesystem::exists(host.dir.path() / "missing.db"));
+}
+
 TEST_CASE("abide events prints the log from a cursor, as text or as Event::to_json lines", "[cli]") {
     Host host;
     const std::vector<Event> events = host.engine.events(0);
