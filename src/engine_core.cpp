@@ -856,6 +856,16 @@ EngineCore::Claim EngineCore::load_claimed(const std::vector<std::uint64_t>& can
             }
             try {
                 RunRecord record = decode_run_record(*raw, run);
+                if (!needs_execution(record.status)) {
+                    // One snapshot holds both, and every write keeps them
+                    // together: only a damaged index disagrees with the record.
+                    problems.push_back(fmt::format("run '{}' (#{}) is in the ready set but is {}: the index is "
+                                                   "damaged. Run `abide check`",
+                                                   record.id, run, to_string(record.status)));
+                    skip.insert(run);
+                    give_up();
+                    continue;
+                }
                 const WorkflowDef* def = find_definition(record.workflow);
                 if (!def) {
                     give_up();  // another host may define it
@@ -914,7 +924,7 @@ void EngineCore::unclaim(std::uint64_t run) {
     run_locks.unlock(run);
 }
 
-void EngineCore::count_attempts(Claim& claim) {
+void EngineCore::count_attempts(Claim& claim, std::set<std::uint64_t>& skip) {
     if (claim.counted) return;  // claimed in the commit that woke them
     // Phase 3, one commit: each claimed run's attempt is on disk before any
     // of its code runs, so a crash during it is counted; runs over the limit
@@ -975,6 +985,7 @@ void EngineCore::count_attempts(Claim& claim) {
         if (keep[i]) {
             kept.push_back(std::move(claim.runs[i]));
         } else {
+            skip.insert(run);  // not again in this poll: each round must take new runs or end
             release_instance(std::move(claim.runs[i]), false);  // cancelled, retried or finished meanwhile
         }
     }
@@ -1116,7 +1127,7 @@ PollResult EngineCore::poll() {
         else
             beside = std::shared_lock(isolation_mutex_);
         try {
-            count_attempts(claim);
+            count_attempts(claim, skip);
         } catch (...) {
             for (auto& instance : claim.runs) release_instance(std::move(instance), false);
             throw;

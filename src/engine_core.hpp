@@ -155,7 +155,7 @@ private:
                        std::vector<std::string>& problems, bool counted);
     /// Commits the claimed runs' attempts (and the quarantines) before any of
     /// their code runs; drops runs that changed meanwhile.
-    void count_attempts(Claim& claim);
+    void count_attempts(Claim& claim, std::set<std::uint64_t>& skip);
     void unclaim(std::uint64_t run);
     /// Advances the runs together, one shared commit per round, until each
     /// has parked or finished. Runs whose commit failed go into `skip`.
