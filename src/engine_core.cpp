@@ -673,24 +673,18 @@ void EngineCore::release_quarantined(std::string_view run_id) {
 
 // ---- poll ---------------------------------------------------------------------------
 
-std::size_t EngineCore::fire_due_timers(std::optional<TimePoint> earliest, PollResult& result,
-                                        std::vector<std::uint64_t>& claimed) {
-    constexpr std::size_t max_per_commit = 4096;
-    std::size_t fired = 0;
-    // An idle poll must not take the write lock: look first.
-    if (!earliest || *earliest > now()) return 0;
-    for (;;) {
-        std::size_t count = 0;
-        bool more = false;
-        std::vector<std::string> damaged;       // timer keys
-        std::vector<std::string> damaged_runs;  // errors of runs whose record is damaged
-        std::vector<std::uint64_t> woken;   // claimed for this poll in the committed attempt
-        std::set<std::uint64_t> locked;     // locked in any attempt of the operation
-        auto let_go_of = [&](auto&& runs) {
-            for (std::uint64_t run : runs) unclaim(run);
-        };
-        try {
-            commits.run([&](WriteContext& w) {
+bool EngineCore::fire_timer_round(PollResult& result, std::vector<std::uint64_t>& woken) {
+    // At most one round of runs: they are claimed (locked) here and executed
+    // before the next round is fired, so the run locks held at once stay
+    // bounded (the kernel walks a file's lock list on every lock and unlock).
+    const std::size_t max_per_commit = options.max_runs_per_round;
+    std::size_t count = 0;
+    bool more = false;
+    std::vector<std::string> damaged;       // timer keys
+    std::vector<std::string> damaged_runs;  // errors of runs whose record is damaged
+    std::set<std::uint64_t> locked;         // locked in any attempt of the operation
+    try {
+        commits.run([&](WriteContext& w) {
             count = 0;
             more = false;
             damaged.clear();
@@ -745,24 +739,22 @@ std::size_t EngineCore::fire_due_timers(std::optional<TimePoint> earliest, PollR
                 put_run(w, run, record);
                 ++count;
             }
-            });
-        } catch (...) {
-            let_go_of(locked);
-            throw;
-        }
-        for (std::uint64_t run : woken) locked.erase(run);
-        let_go_of(locked);  // locked by an attempt that was re-applied without them
-        claimed.insert(claimed.end(), woken.begin(), woken.end());
-        ABIDE_CRASH_POINT("timer.committed");  // crash: the woken runs are claimed (attempt 1), none executed
-        result.problems.insert(result.problems.end(), damaged_runs.begin(), damaged_runs.end());
-        for (const std::string& key : damaged)
-            result.problems.push_back(fmt::format("a timer entry of {} bytes is damaged (timers hold {}); it was "
-                                                  "skipped. Run `abide check`",
-                                                  key.size(), timer_key_size));
-        ++result.commits;
-        fired += count;
-        if (!more) return fired;
+        });
+    } catch (...) {
+        for (std::uint64_t run : locked) unclaim(run);
+        throw;
     }
+    for (std::uint64_t run : woken) locked.erase(run);
+    for (std::uint64_t run : locked) unclaim(run);  // locked by an attempt that was re-applied without them
+    ABIDE_CRASH_POINT("timer.committed");  // crash: the woken runs are claimed (attempt 1), none executed
+    result.problems.insert(result.problems.end(), damaged_runs.begin(), damaged_runs.end());
+    for (const std::string& key : damaged)
+        result.problems.push_back(fmt::format("a timer entry of {} bytes is damaged (timers hold {}); it was "
+                                              "skipped. Run `abide check`",
+                                              key.size(), timer_key_size));
+    ++result.commits;
+    result.timers_fired += count;
+    return more;
 }
 
 EngineCore::Claim EngineCore::claim_ready(std::set<std::uint64_t>& skip, std::vector<std::string>& problems) {
@@ -1090,26 +1082,25 @@ PollResult EngineCore::poll() {
                                                         : now();
         budget = t.count(Db::ready);
     }
-    std::vector<std::uint64_t> woken;  // claimed by the commits that fired their timers
-    result.timers_fired = fire_due_timers(earliest, result, woken);
-    budget += result.timers_fired;
     std::set<std::uint64_t> skip;  // runs that failed to commit in this poll
-    for (std::size_t begin = 0; begin < woken.size(); begin += options.max_runs_per_round) {
-        const std::size_t end = std::min(woken.size(), begin + options.max_runs_per_round);
+    // An idle poll must not take the write lock: fire only if the first look saw a due timer.
+    for (bool more = earliest && *earliest <= now(); more;) {
+        std::vector<std::uint64_t> woken;  // claimed by the commit that fired their timers
+        more = fire_timer_round(result, woken);
+        budget += woken.size();
         try {
-            Claim claim = load_claimed({woken.begin() + static_cast<std::ptrdiff_t>(begin),
-                                        woken.begin() + static_cast<std::ptrdiff_t>(end)},
-                                       skip, result.problems, true);
+            Claim claim = load_claimed(woken, skip, result.problems, true);
             std::shared_lock<std::shared_mutex> beside(isolation_mutex_);
             drive(std::move(claim.runs), result, skip);
         } catch (...) {
-            // This process did not die: the rest were counted but never ran.
+            // This process did not die: runs of the round that never ran
+            // were counted, and their next claim must not count again.
             std::lock_guard lock(runs_mutex_);
-            for (std::size_t i = end; i < woken.size(); ++i) {
-                executing_.erase(woken[i]);
-                run_locks.unlock(woken[i]);
-                not_counted_.insert(woken[i]);
-            }
+            for (std::uint64_t run : woken)
+                if (executing_.erase(run)) {
+                    run_locks.unlock(run);
+                    not_counted_.insert(run);
+                }
             throw;
         }
     }

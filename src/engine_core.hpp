@@ -127,11 +127,10 @@ private:
     void make_ready_again(std::string_view run, RunStatus from, std::string_view refusal_id, std::string_view what,
                           EventType event, void (*reset)(RunRecord&));
 
-    /// Fires timers due now, if `earliest` (the first deadline) says any are.
-    /// The runs it wakes are claimed for this poll in the same commits (their
-    /// attempt counted, their lock taken) and appended to `claimed`.
-    std::size_t fire_due_timers(std::optional<TimePoint> earliest, PollResult& result,
-                                std::vector<std::uint64_t>& claimed);
+    /// Fires up to max_runs_per_round due timers in one commit, claiming the
+    /// runs it wakes for this poll in that commit (attempt counted, run lock
+    /// taken): they go to `woken`. True if more timers are due.
+    bool fire_timer_round(PollResult& result, std::vector<std::uint64_t>& woken);
     /// Inside a commit: takes `run` for this process (executing set and run
     /// lock) unless it has it already in `locked`. False if someone else has it.
     bool claim_in_commit(std::uint64_t run, std::set<std::uint64_t>& locked);
@@ -142,7 +141,7 @@ private:
         bool isolated = false;
         /// Runs over EngineOptions::quarantine_after, quarantined by count_attempts.
         std::vector<std::uint64_t> quarantine;
-        /// Their attempts were counted when they were claimed (fire_due_timers).
+        /// Their attempts were counted when they were claimed (fire_timer_round).
         bool counted = false;
     };
     /// Takes up to max_runs_per_round ready runs executing nowhere else (nor
