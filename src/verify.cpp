@@ -140,15 +140,16 @@ private:
                 continue;
             }
             const std::uint64_t run = get_be64(c.key());
-            known_.insert(run);
             RunRecord r;
             try {
                 r = decode_run_record(c.value(), run);
             } catch (const FormatError& e) {
                 const auto id = ids.find(run);
-                run_problem(id == ids.end() ? std::string() : id->second, run, e.what());
+                known_[run] = id == ids.end() ? std::string() : id->second;
+                run_problem(known_[run], run, e.what());
                 continue;
             }
+            known_[run] = r.id;
             check_run(t, run, r);
         }
     }
@@ -249,9 +250,9 @@ private:
                 if (!event) throw FormatError("abide.storage.corrupt", "a buffered signal's key names no event");
                 const Event e = decode_event(*event, get_be64(key, key.size() - 8));
                 if (e.type == EventType::signal_buffered) announced_for = e.run_id;
-                const auto record = t.get(Db::runs, run_key(run));
-                if (!record || e.type != EventType::signal_buffered || e.name != name ||
-                    e.run_id != decode_run_record(*record, run).id)
+                const auto owner = known_.find(run);
+                if (owner == known_.end() || e.type != EventType::signal_buffered || e.name != name ||
+                    e.run_id != owner->second)
                     throw FormatError("abide.storage.corrupt",
                                       "a buffered signal's key does not match the event that announced it");
             } catch (const FormatError& e) {
@@ -281,7 +282,7 @@ private:
 
     int fd_;
     VerifyReport report_;
-    std::set<std::uint64_t> known_;
+    std::map<std::uint64_t, std::string> known_;  // every run number, with its id (empty if unknown)
     std::set<std::uint64_t> damaged_;
 };
 
