@@ -61,40 +61,20 @@ void measure(const Args& args, const Scratch& scratch, const std::vector<Size>& 
     engine.define(workflow, many_steps).signal<int>("go");
     Mirror mirror(scratch.file("replay-baseline.db"), args);
     mirror.seed(db);
-    Recorder& recorder = Recorder::instance();
 
     for (const Size& z : sizes) {
         const double entries = static_cast<double>(z.steps + 2);
         std::vector<double> wall, cpu, base_wall, raw_read;
         for (std::size_t k = 0; k < z.runs; ++k) {
             const std::string id = run_id(z.steps, k);
-            recorder.start();
-            auto sent = engine.signal(id, "go", 1);
-            mirror.replay(recorder.stop());  // untimed: keeps the mirror in step
-            expect(sent.outcome == abide::SignalOutcome::delivered, "signal: " + sent.message);
-
-            recorder.start();
-            Stopwatch sw;
-            auto r = engine.poll();
-            const Elapsed t = sw.elapsed();
-            Recording rec = recorder.stop();
-            expect(r.completed == 1, "the resumed run did not complete");
-            const Replay base = mirror.replay(rec);
+            const Resume resume = resume_against_mirror(engine, mirror, args, id, 1);
+            const Elapsed& t = resume.abide;
+            const Replay& base = resume.writes;
             wall.push_back(entries / t.wall);
             cpu.push_back(entries / t.cpu);
-
-            // Raw LMDB reading the same journal (one cursor pass), the read
-            // side of the resume; the baseline is that read plus the writes.
-            // With --fresh-baseline the journal is not in the baseline file: no read is counted.
-            auto number = mirror.get(Db::run_ids, id);
-            expect(number.has_value() || args.fresh_baseline, "the mirror lacks run " + id);
-            double read = 0;
-            if (number) {
-                Stopwatch scan;
-                (void)mirror.scan(Db::journal, *number, SIZE_MAX);
-                read = scan.wall();
-                raw_read.push_back(entries / read);
-            }
+            // The baseline is the read side of the resume plus its writes.
+            const double read = resume.journal_read ? resume.journal_read->wall : 0;
+            if (resume.journal_read) raw_read.push_back(entries / read);
             base_wall.push_back(entries / (read + base.wall));
         }
         const std::string s = std::to_string(z.steps);

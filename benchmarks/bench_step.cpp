@@ -126,48 +126,26 @@ void measure(const Args& args, const Scratch& scratch, std::size_t steps, std::s
         define(engine);
         Mirror mirror(scratch.file("replay-baseline.db"), args);
         mirror.seed(db);
-        recorder.start();
-        auto sent = engine.signal("replayed", "go", 1);
-        mirror.replay(recorder.stop());  // untimed: keeps the mirror in step
-        expect(sent.outcome == abide::SignalOutcome::delivered, "replay: " + sent.message);
-
-        recorder.start();
-        Stopwatch sw;
-        auto r = engine.poll();
-        const Elapsed t = sw.elapsed();
-        Recording rec = recorder.stop();
-        expect(r.completed == 1, "replay: the run did not complete");
-        Replay base = mirror.replay(rec);
-
-        // Raw LMDB reading the same journal bytes: one cursor pass over the
-        // run's entries (best of 5), the read side of what the resume did.
-        // With --fresh-baseline the journal is not in the baseline file: no read is counted.
-        auto number = mirror.get(Db::run_ids, "replayed");
-        expect(number.has_value() || args.fresh_baseline, "replay: the mirror lacks the run");
-        double read_wall = number ? 1e9 : 0, read_cpu = number ? 1e9 : 0;
-        std::size_t bytes = 0;
-        for (int i = 0; number && i < 5; ++i) {
-            Stopwatch scan;
-            bytes = mirror.scan(Db::journal, *number, SIZE_MAX);
-            const Elapsed e = scan.elapsed();
-            read_wall = std::min(read_wall, e.wall);
-            read_cpu = std::min(read_cpu, e.cpu);
-        }
+        const Resume resume = resume_against_mirror(engine, mirror, args, "replayed", 5);
+        const Elapsed& t = resume.abide;
+        const Replay& base = resume.writes;
+        const Elapsed read = resume.journal_read.value_or(Elapsed{});
+        const double read_wall = read.wall, read_cpu = read.cpu;
         const std::string rs = std::to_string(replay_steps);
         report.add("replay_ns_per_step", "step, replay (" + rs + " steps, cache_size 0, one poll)", "ns/step",
                    Better::lower, ns_per(t.wall, replay_steps), ns_per(read_wall + base.wall, replay_steps));
         report.add("replay_cpu_ns_per_step", "step, replay: CPU time", "ns/step", Better::lower,
                    ns_per(t.cpu, replay_steps), ns_per(read_cpu + base.cpu, replay_steps));
         report.add("replay_commits", "step, replay: commits for the whole resume", "commits", Better::lower,
-                   static_cast<double>(rec.commits()));
-        if (number)
+                   static_cast<double>(resume.commits));
+        if (resume.journal_read)
             report.reference("raw_journal_read_ns_per_entry", "raw LMDB cursor read of the run's journal",
                              "ns/entry", Better::lower, ns_per(read_wall, replay_steps + 2));
         report.reference("raw_resume_commit_us", "raw LMDB replay of the resume's write transaction", "us",
                          Better::lower, base.wall * 1e6);
-        if (bytes > 0)
+        if (resume.journal_bytes > 0)
             report.param("journal_bytes_per_entry",
-                         static_cast<double>(bytes) / static_cast<double>(replay_steps + 2));
+                         static_cast<double>(resume.journal_bytes) / static_cast<double>(replay_steps + 2));
     }
 }
 

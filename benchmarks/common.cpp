@@ -590,6 +590,36 @@ void start_waiting_runs(abide::Engine& engine, const std::string& prefix, std::s
     }
 }
 
+Resume resume_against_mirror(abide::Engine& engine, Mirror& mirror, const Args& args, const std::string& run,
+                             int read_reps) {
+    Recorder& recorder = Recorder::instance();
+    recorder.start();
+    auto sent = engine.signal(run, "go", 1);
+    mirror.replay(recorder.stop());  // untimed: keeps the mirror in step
+    if (sent.outcome != abide::SignalOutcome::delivered)
+        throw std::runtime_error("resume " + run + ": " + sent.message);
+
+    Resume out;
+    recorder.start();
+    Stopwatch sw;
+    auto r = engine.poll();
+    out.abide = sw.elapsed();
+    Recording rec = recorder.stop();
+    if (r.completed != 1) throw std::runtime_error("resume " + run + ": the run did not complete");
+    out.writes = mirror.replay(rec);
+    out.commits = rec.commits();
+
+    auto number = mirror.get(Db::run_ids, run);
+    if (!number && !args.fresh_baseline) throw std::runtime_error("the mirror lacks run " + run);
+    for (int i = 0; number && i < read_reps; ++i) {
+        Stopwatch scan;
+        out.journal_bytes = mirror.scan(Db::journal, *number, SIZE_MAX);
+        const Elapsed e = scan.elapsed();
+        if (!out.journal_read || e.wall < out.journal_read->wall) out.journal_read = e;
+    }
+    return out;
+}
+
 Concurrent decide_concurrently(abide::Engine& engine, const std::string& prefix, std::size_t n,
                                std::size_t signalers, std::size_t pollers) {
     std::atomic<bool> go{false};

@@ -246,6 +246,22 @@ private:
     std::vector<unsigned> dbis_;
 };
 
+/// One resume of `run`, parked in wait_for_signal("go") (an int), measured
+/// against the mirror: the signal (untimed; its writes are replayed so the
+/// mirror stays in step), then one timed poll that must complete the run,
+/// whose writes are the baseline; and raw LMDB reading the run's journal in
+/// one cursor pass, best of `read_reps` (the read side of the resume; nothing
+/// when the mirror lacks the run, as with --fresh-baseline).
+struct Resume {
+    Elapsed abide;                       ///< the poll
+    Replay writes;                       ///< the poll's writes on raw LMDB
+    std::uint64_t commits = 0;           ///< the poll's commits
+    std::optional<Elapsed> journal_read;
+    std::size_t journal_bytes = 0;       ///< key+value bytes of the journal read
+};
+Resume resume_against_mirror(abide::Engine& engine, Mirror& mirror, const Args& args, const std::string& run,
+                             int read_reps);
+
 // ---- the refund workload ------------------------------------------------------------
 
 struct Decision {
