@@ -10,6 +10,14 @@ namespace {
 constexpr int max_payload_depth = 256;
 
 SignalResult parse_then(std::string_view text, const std::function<SignalResult(json)>& deliver) {
+    // The JSON parser stops at a NUL byte as if the text ended there, so
+    // "{...}\0garbage" would pass as "{...}". JSON text never holds a raw NUL
+    // (inside a string it is written \u0000): refuse it here.
+    if (const auto nul = text.find('\0'); nul != std::string_view::npos)
+        return {SignalOutcome::invalid_payload,
+                fmt::format("the payload is not valid JSON: it holds a NUL byte at offset {} (inside a JSON string "
+                            "write \\u0000); nothing was written",
+                            nul)};
     json payload;
     try {
         // Serialising JSON recurses once per level: refuse deep nesting here.

@@ -248,6 +248,12 @@ TEST_CASE_METHOD(HostFixture, "refused signals say why and write nothing", "[sig
         CHECK(r.outcome == SignalOutcome::invalid_payload);
         CHECK_THAT(r.message, Catch::Contains("JSON"));
     }
+    SECTION("JSON followed by a NUL byte and more bytes") {
+        const std::string text = json(test::approved()).dump() + std::string(1, '\0') + "[[[garbage";
+        auto r = engine.signal(run, "decision", text);
+        CHECK(r.outcome == SignalOutcome::invalid_payload);
+        CHECK_THAT(r.message, Catch::Contains("NUL byte at offset " + std::to_string(text.find('\0'))));
+    }
     SECTION("JSON of the wrong shape") {
         auto r = engine.signal(run, "decision", R"({"status": 5, "reviewer_id": "u_1"})");
         CHECK(r.outcome == SignalOutcome::invalid_payload);

@@ -95,6 +95,9 @@ std::size_t nesting_depth(std::string_view text) {
 /// nothing if it must refuse it. Same rules as Engine::signal, stated here
 /// independently of the engine's code.
 std::optional<Decision> expected_delivery(std::string_view payload) {
+    // JSON text never holds a raw NUL byte; nlohmann's parser would stop at
+    // one and ignore the rest (this target found that: crashes/signal_payload/).
+    if (payload.find('\0') != std::string_view::npos) return std::nullopt;
     // Each level costs two bytes of the re-serialised text, so anything deeper
     // is over the limit; and dump() below recurses once per level.
     if (nesting_depth(payload) > max_payload_bytes / 2) return std::nullopt;
