@@ -85,10 +85,19 @@ std::uint32_t crc32c(const void* data, std::size_t size, std::uint32_t seed) {
     return chosen(data, size, seed);
 }
 
-ByteReader::ByteReader(std::string_view record, std::string what) : what_(std::move(what)) {
+ByteReader::ByteReader(std::string_view record, std::string_view key, std::string what)
+    : ByteReader(record, std::move(what), true, key) {}
+
+ByteReader ByteReader::unchecked(std::string_view record, std::string what) {
+    return ByteReader(record, std::move(what), false, {});
+}
+
+ByteReader::ByteReader(std::string_view record, std::string what, bool check_sum, std::string_view key)
+    : what_(std::move(what)) {
     if (record.size() < 5) fail("shorter than a record can be");
     std::uint32_t stored = get_be32(record, record.size() - 4);
-    if (crc32c(record.data(), record.size() - 4) != stored) fail("checksum mismatch");
+    if (check_sum && crc32c(record.data(), record.size() - 4, crc32c(key.data(), key.size())) != stored)
+        fail("checksum mismatch: the record or its key was changed");
     version_ = static_cast<std::uint8_t>(record[0]);
     body_ = record.substr(1, record.size() - 5);
 }

@@ -1,8 +1,10 @@
 // Byte-level encoding shared by every stored record and key.
 //
 // Keys use big-endian fixed-width integers so that LMDB's byte order is the
-// scan order. Values are "version byte, fields, CRC-32C of everything before
-// it": a record that fails its checksum is reported, never decoded.
+// scan order. Values are "version byte, fields, CRC-32C": the checksum covers
+// the key the record is stored under, then every byte of the record before it,
+// so a record whose key was damaged fails its check too. A record that fails
+// its checksum is reported, never decoded.
 #pragma once
 
 #include <algorithm>
@@ -62,7 +64,7 @@ private:
     std::size_t size_ = 0;
 };
 
-/// Appends fields to a record; finish() adds the checksum. Writes through a
+/// Appends fields to a record; finish(key) adds the checksum. Writes through a
 /// raw pointer into a buffer it grows itself: records are built on every
 /// step, and per-byte string appends cost more than the fields.
 class ByteWriter {
@@ -92,8 +94,9 @@ public:
         if (!s.empty()) std::memcpy(out_.data() + pos_, s.data(), s.size());
         pos_ += s.size();
     }
-    std::string finish() && {
-        const std::uint32_t c = crc32c(out_.data(), pos_);
+    /// `key`: the key the record is stored under.
+    std::string finish(std::string_view key) && {
+        const std::uint32_t c = crc32c(out_.data(), pos_, crc32c(key.data(), key.size()));
         reserve(4);
         for (int shift = 24; shift >= 0; shift -= 8) out_[pos_++] = static_cast<char>((c >> shift) & 0xff);
         out_.resize(pos_);
@@ -109,10 +112,14 @@ private:
 };
 
 /// Reads fields back; any overrun or checksum mismatch throws FormatError
-/// naming `what` (e.g. "run record 42").
+/// naming `what` (e.g. "run record 42"). `key`: the key the record was read
+/// from (the checksum covers it).
 class ByteReader {
 public:
-    ByteReader(std::string_view record, std::string what);
+    ByteReader(std::string_view record, std::string_view key, std::string what);
+    /// Reads a record without checking its checksum: only for naming what a
+    /// damaged record belonged to, never for using its fields.
+    static ByteReader unchecked(std::string_view record, std::string what);
     std::uint8_t version() const { return version_; }
     std::uint8_t u8();
     std::uint64_t varint();
@@ -125,6 +132,7 @@ public:
     [[noreturn]] void fail(std::string_view why) const;
 
 private:
+    ByteReader(std::string_view record, std::string what, bool check_sum, std::string_view key);
     std::string_view body_;  // without version byte and checksum
     std::size_t pos_ = 0;
     std::uint8_t version_ = 0;

@@ -2,6 +2,7 @@
 
 #include "bytes.hpp"
 #include "crash_points.hpp"
+#include "keys.hpp"
 #include "records.hpp"
 
 #include <abide/errors.hpp>
@@ -15,9 +16,7 @@ std::uint64_t WriteContext::emit(Event event, std::string_view data_json) {
     }
     event.seq = (*next_event_)++;
     event.at = from_micros(now_us);
-    std::string key;
-    put_be64(key, event.seq);
-    txn.put(Db::events, key, encode_event(event, data_json));
+    txn.put(Db::events, event_key(event.seq), encode_event(event, event.seq, data_json));
     const std::uint64_t seq = event.seq;
     if (keep_events_) {
         if (!data_json.empty()) event.data = json::parse(data_json);

@@ -8,40 +8,7 @@
 
 namespace abide::detail {
 
-// ---- keys --------------------------------------------------------------------
-
-FixedKey run_key(std::uint64_t run) { return FixedKey().be64(run); }
-
-FixedKey journal_key(std::uint64_t run, std::uint32_t seq) { return FixedKey().be64(run).be32(seq); }
-
-std::string waits_key(std::string_view name, std::uint64_t run) {
-    std::string k(name);
-    k.push_back('\0');
-    put_be64(k, run);
-    return k;
-}
-
-FixedKey status_key(RunStatus status, std::uint64_t run) {
-    return FixedKey().u8(static_cast<std::uint8_t>(status)).be64(run);
-}
-
-FixedKey timer_key(std::int64_t deadline_us, std::uint64_t run, std::uint32_t seq) {
-    return FixedKey().be64(static_cast<std::uint64_t>(deadline_us)).be64(run).be32(seq);
-}
-
-std::string inbox_prefix(std::uint64_t run, WaitKind kind, std::string_view name) {
-    std::string k = run_key(run).str();
-    k.push_back(static_cast<char>(kind));
-    k.append(name);
-    k.push_back('\0');
-    return k;
-}
-
 namespace {
-
-// The value of a signal_ids entry for an id refused as too late (accepted
-// ids have an empty value), so that a resend gets the same answer.
-constexpr std::string_view too_late_mark = "too_late";
 
 bool needs_execution(RunStatus s) { return s == RunStatus::ready || s == RunStatus::running; }
 
@@ -120,7 +87,7 @@ const WorkflowDef* EngineCore::find_definition(std::string_view name) const {
 
 void EngineCore::put_run(WriteContext& w, std::uint64_t run, RunRecord& record) {
     record.updated_us = w.now_us;
-    w.txn.put(Db::runs, run_key(run), encode(record));
+    w.txn.put(Db::runs, run_key(run), encode(record, run));
 }
 
 void EngineCore::set_status(WriteContext& w, std::uint64_t run, RunRecord& record, RunStatus status) {
@@ -134,7 +101,7 @@ void EngineCore::set_status(WriteContext& w, std::uint64_t run, RunRecord& recor
 }
 
 void EngineCore::append_journal(WriteContext& w, std::uint64_t run, RunRecord& record, const JournalEntry& entry) {
-    w.txn.put(Db::journal, journal_key(run, record.journal_len), encode(entry));
+    w.txn.put(Db::journal, journal_key(run, record.journal_len), encode(entry, run, record.journal_len));
     ++record.journal_len;
 }
 
@@ -200,7 +167,7 @@ std::optional<JournalEntry> EngineCore::take_buffered(WriteContext& w, std::uint
     const std::string prefix = inbox_prefix(run, kind, name);
     Cursor c(w.txn, Db::inbox);
     while (c.seek(prefix) && c.key().substr(0, prefix.size()) == prefix) {
-        InboxEntry buffered = decode_inbox_entry(c.value());
+        InboxEntry buffered = decode_inbox_entry(c.value(), c.key());
         w.txn.del(Db::inbox, std::string(c.key()));
         if (!buffered.validated) {
             const WorkflowDef* def = find_definition(record.workflow);
@@ -285,7 +252,7 @@ void EngineCore::drop_inbox(WriteContext& w, std::uint64_t run, const RunRecord&
     Cursor c(w.txn, Db::inbox);
     while (c.seek(prefix) && c.key().substr(0, prefix.size()) == prefix) {
         std::string key(c.key());
-        InboxEntry buffered = decode_inbox_entry(c.value());
+        InboxEntry buffered = decode_inbox_entry(c.value(), key);
         std::string_view rest = std::string_view(key).substr(prefix.size() + 1);
         Event e = event_for(EventType::signal_dropped, record, std::string(rest.substr(0, rest.find('\0'))));
         e.data = json{{"payload", parse_or_null(buffered.payload)}, {"signal_id", buffered.signal_id}};
@@ -495,9 +462,11 @@ void EngineCore::apply_signal(WriteContext& w, const PreparedSignal& p, SignalRe
     }
     // A repeated id is a duplicate even after the run finished: the sender's
     // first copy was accepted, which is what a retrying sender asks.
-    const std::string id_key = run_key(run).str() + req.signal_id;
-    const auto seen = req.signal_id.empty() ? std::nullopt : w.txn.get(Db::signal_ids, id_key);
-    if (seen && *seen == too_late_mark) {
+    const std::string id_key = signal_id_key(run, req.signal_id);
+    const auto seen_record = req.signal_id.empty() ? std::nullopt : w.txn.get(Db::signal_ids, id_key);
+    const std::optional<SignalIdMark> seen =
+        seen_record ? std::optional(decode_signal_id(*seen_record, run, req.signal_id)) : std::nullopt;
+    if (seen == SignalIdMark::too_late) {
         // A resend of a signal refused as too late gets the same answer.
         result = refuse(SignalOutcome::too_late,
                         fmt::format("signal id '{}' for run '{}' came after its wait's deadline and was refused; "
@@ -528,14 +497,16 @@ void EngineCore::apply_signal(WriteContext& w, const PreparedSignal& p, SignalRe
         wake.reason = WakeReason::timeout;
         wake_parked(w, run, *record, std::move(wake));
         put_run(w, run, *record);
-        if (!req.signal_id.empty()) w.txn.put(Db::signal_ids, id_key, too_late_mark);
+        if (!req.signal_id.empty())
+            w.txn.put(Db::signal_ids, id_key, encode_signal_id(SignalIdMark::too_late, run, req.signal_id));
         result = refuse(SignalOutcome::too_late,
                         fmt::format("run '{}' stopped waiting for {} '{}' at its deadline; the wait timed out and "
                                     "this payload was not stored",
                                     run_id, noun, name));
         return;
     }
-    if (!req.signal_id.empty()) w.txn.put(Db::signal_ids, id_key, {});
+    if (!req.signal_id.empty())
+        w.txn.put(Db::signal_ids, id_key, encode_signal_id(SignalIdMark::accepted, run, req.signal_id));
     if (waiting_for_it && p.validated) {
         JournalEntry wake;
         wake.kind = EntryKind::wake;
@@ -554,7 +525,7 @@ void EngineCore::apply_signal(WriteContext& w, const PreparedSignal& p, SignalRe
     const std::uint64_t seq = w.emit(std::move(e), p.text);
     std::string key = inbox_prefix(run, req.kind, name);
     put_be64(key, seq);
-    w.txn.put(Db::inbox, key, encode(InboxEntry{req.signal_id, p.text, w.now_us, p.validated}));
+    w.txn.put(Db::inbox, key, encode(InboxEntry{req.signal_id, p.text, w.now_us, p.validated}, key));
     if (waiting_for_it) {
         // Written without the workflow's definition: the host checks it when
         // the run, made ready here, re-enters its wait.

@@ -6,6 +6,7 @@
 #include "bytes.hpp"
 #include "commit_queue.hpp"
 #include "fiber.hpp"
+#include "keys.hpp"
 #include "records.hpp"
 #include "run_instance.hpp"
 #include "run_locks.hpp"
@@ -25,15 +26,6 @@
 #include <unordered_map>
 
 namespace abide::detail {
-
-/// Keys of the storage layout (see storage.hpp).
-FixedKey run_key(std::uint64_t run);
-FixedKey journal_key(std::uint64_t run, std::uint32_t seq);
-std::string waits_key(std::string_view name, std::uint64_t run);
-FixedKey status_key(RunStatus status, std::uint64_t run);
-FixedKey timer_key(std::int64_t deadline_us, std::uint64_t run, std::uint32_t seq);
-inline constexpr std::size_t timer_key_size = 20;
-std::string inbox_prefix(std::uint64_t run, WaitKind kind, std::string_view name);
 
 class EngineCore {
 public:

@@ -1,6 +1,7 @@
 #include "records.hpp"
 
 #include "bytes.hpp"
+#include "keys.hpp"
 
 #include <abide/errors.hpp>
 
@@ -57,7 +58,7 @@ std::string_view to_string(WakeReason r) {
     return "unknown";
 }
 
-std::string encode(const JournalEntry& e) {
+std::string encode(const JournalEntry& e, std::uint64_t run, std::uint32_t seq) {
     ByteWriter w(record_version);
     w.u8(static_cast<std::uint8_t>(e.kind));
     w.u8(static_cast<std::uint8_t>(e.wait_kind));
@@ -71,11 +72,11 @@ std::string encode(const JournalEntry& e) {
     w.svarint(e.started_us);
     w.svarint(e.finished_us - e.started_us);
     w.svarint(e.deadline_us);
-    return std::move(w).finish();
+    return std::move(w).finish(journal_key(run, seq));
 }
 
 JournalEntry decode_journal_entry(std::string_view bytes, std::uint64_t run, std::uint32_t seq) {
-    ByteReader r(bytes, "journal entry " + std::to_string(seq) + " of run #" + std::to_string(run));
+    ByteReader r(bytes, journal_key(run, seq), "journal entry " + std::to_string(seq) + " of run #" + std::to_string(run));
     check_version(r);
     JournalEntry e;
     std::uint8_t kind = r.u8();
@@ -97,7 +98,7 @@ JournalEntry decode_journal_entry(std::string_view bytes, std::uint64_t run, std
     return e;
 }
 
-std::string encode(const RunRecord& run) {
+std::string encode(const RunRecord& run, std::uint64_t number) {
     ByteWriter w(record_version);
     w.str(run.id);
     w.str(run.workflow);
@@ -126,11 +127,11 @@ std::string encode(const RunRecord& run) {
     w.u8(run.cancel_requested ? 1 : 0);
     w.str(run.cancel_reason);
     w.varint(run.attempts);
-    return std::move(w).finish();
+    return std::move(w).finish(run_key(number));
 }
 
 RunRecord decode_run_record(std::string_view bytes, std::uint64_t run_number) {
-    ByteReader r(bytes, what_run(run_number));
+    ByteReader r(bytes, run_key(run_number), what_run(run_number));
     check_version(r);
     RunRecord run;
     run.id = r.str();
@@ -170,17 +171,17 @@ RunRecord decode_run_record(std::string_view bytes, std::uint64_t run_number) {
     return run;
 }
 
-std::string encode(const InboxEntry& e) {
+std::string encode(const InboxEntry& e, std::string_view key) {
     ByteWriter w(record_version);
     w.str(e.signal_id);
     w.str(e.payload);
     w.svarint(e.received_us);
     w.u8(e.validated ? 1 : 0);
-    return std::move(w).finish();
+    return std::move(w).finish(key);
 }
 
-InboxEntry decode_inbox_entry(std::string_view bytes) {
-    ByteReader r(bytes, "buffered signal");
+InboxEntry decode_inbox_entry(std::string_view bytes, std::string_view key) {
+    ByteReader r(bytes, key, key.size() >= 8 ? "a buffered signal of run #" + std::to_string(get_be64(key)) : "a buffered signal");
     check_version(r);
     InboxEntry e;
     e.signal_id = r.str();
@@ -191,7 +192,7 @@ InboxEntry decode_inbox_entry(std::string_view bytes) {
     return e;
 }
 
-std::string encode_event(const Event& ev, std::string_view data_json) {
+std::string encode_event(const Event& ev, std::uint64_t seq, std::string_view data_json) {
     ByteWriter w(record_version);
     w.u8(static_cast<std::uint8_t>(ev.type));
     w.svarint(to_micros(ev.at));
@@ -204,11 +205,11 @@ std::string encode_event(const Event& ev, std::string_view data_json) {
     else
         w.str(ev.data.is_null() ? std::string() : ev.data.dump());
     w.svarint(ev.deadline ? to_micros(*ev.deadline) : 0);
-    return std::move(w).finish();
+    return std::move(w).finish(event_key(seq));
 }
 
 Event decode_event(std::string_view bytes, std::uint64_t seq) {
-    ByteReader r(bytes, "event " + std::to_string(seq));
+    ByteReader r(bytes, event_key(seq), "event " + std::to_string(seq));
     check_version(r);
     Event ev;
     ev.seq = seq;
@@ -232,6 +233,34 @@ Event decode_event(std::string_view bytes, std::uint64_t seq) {
     if (deadline != 0) ev.deadline = from_micros(deadline);
     if (!r.at_end()) r.fail("trailing bytes");
     return ev;
+}
+
+std::string encode_signal_id(SignalIdMark mark, std::uint64_t run, std::string_view signal_id) {
+    ByteWriter w(record_version);
+    w.u8(static_cast<std::uint8_t>(mark));
+    w.varint(run);
+    return std::move(w).finish(signal_id_key(run, signal_id));
+}
+
+SignalIdMark decode_signal_id(std::string_view bytes, std::uint64_t run, std::string_view signal_id) {
+    ByteReader r(bytes, signal_id_key(run, signal_id),
+                 "the record of signal id '" + std::string(signal_id) + "' of run #" + std::to_string(run));
+    check_version(r);
+    const std::uint8_t mark = r.u8();
+    if (mark < 1 || mark > 2) r.fail("unknown mark " + std::to_string(mark));
+    if (r.varint() != run) r.fail("it names another run");
+    if (!r.at_end()) r.fail("trailing bytes");
+    return static_cast<SignalIdMark>(mark);
+}
+
+std::optional<std::uint64_t> signal_id_owner(std::string_view bytes) {
+    try {
+        ByteReader r = ByteReader::unchecked(bytes, "a signal id record");
+        (void)r.u8();  // the mark
+        return r.varint();
+    } catch (const FormatError&) {
+        return std::nullopt;
+    }
 }
 
 RunInfo to_run_info(const RunRecord& run) {

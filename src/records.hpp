@@ -12,7 +12,8 @@
 
 namespace abide::detail {
 
-inline constexpr std::uint8_t record_version = 1;
+/// 2: the checksum covers the record's key (1: the record alone).
+inline constexpr std::uint8_t record_version = 2;
 
 /// Microseconds since the Unix epoch: how every time is stored.
 inline std::int64_t to_micros(TimePoint t) {
@@ -59,7 +60,7 @@ struct JournalEntry {
     }
 };
 
-std::string encode(const JournalEntry&);
+std::string encode(const JournalEntry&, std::uint64_t run, std::uint32_t seq);
 JournalEntry decode_journal_entry(std::string_view bytes, std::uint64_t run, std::uint32_t seq);
 
 /// The run's current park, mirrored from its last journal entry so that
@@ -94,7 +95,7 @@ struct RunRecord {
     std::uint32_t attempts = 0;
 };
 
-std::string encode(const RunRecord&);
+std::string encode(const RunRecord&, std::uint64_t run);
 RunRecord decode_run_record(std::string_view bytes, std::uint64_t run);
 
 /// A signal or resume kept until a wait consumes it.
@@ -107,11 +108,26 @@ struct InboxEntry {
     bool validated = true;
 };
 
-std::string encode(const InboxEntry&);
-InboxEntry decode_inbox_entry(std::string_view bytes);
+/// `key`: its inbox key (keys.hpp, inbox_prefix plus the event's number).
+std::string encode(const InboxEntry&, std::string_view key);
+InboxEntry decode_inbox_entry(std::string_view bytes, std::string_view key);
+
+/// What a signal_ids entry remembers of a signal id, so that a resend gets
+/// the same answer.
+enum class SignalIdMark : std::uint8_t {
+    accepted = 1,  ///< delivered or buffered
+    too_late = 2,  ///< refused: it came after its wait's deadline
+};
+/// The record also holds the run's number, which its key holds too: when the
+/// key is damaged, the check can still name the run the id belonged to.
+std::string encode_signal_id(SignalIdMark, std::uint64_t run, std::string_view signal_id);
+SignalIdMark decode_signal_id(std::string_view bytes, std::uint64_t run, std::string_view signal_id);
+/// The run number a signal_ids record holds, read without trusting the
+/// checksum (for naming the run in a report); nullopt if unreadable.
+std::optional<std::uint64_t> signal_id_owner(std::string_view bytes);
 
 /// `data_json` overrides event.data when not empty.
-std::string encode_event(const Event&, std::string_view data_json = {});
+std::string encode_event(const Event&, std::uint64_t seq, std::string_view data_json = {});
 Event decode_event(std::string_view bytes, std::uint64_t seq);
 
 /// Public view of a stored run.

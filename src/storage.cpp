@@ -334,6 +334,13 @@ void Storage::check_format() {
                           "'" + path_ + "' has journal format " + std::to_string(version) +
                               " but this build of abide reads format " + std::to_string(journal_format_version) +
                               " at most; upgrade abide. The file was not modified");
+    if (version < journal_format_version)
+        throw FormatError("abide.storage.older_format",
+                          "'" + path_ + "' has journal format " + std::to_string(version) + ", written by an earlier abide "
+                              "whose checksums do not cover their keys; this build reads format " +
+                              std::to_string(journal_format_version) +
+                              ". Finish its runs with the build that wrote it, or start a new file. "
+                              "The file was not modified");
 }
 
 void Storage::open_databases(bool create) {

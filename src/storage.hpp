@@ -6,7 +6,7 @@
 //   run_ids     external id                       -> run#(8)
 //   journal     run#(8) seq(4)                    -> JournalEntry
 //   inbox       run#(8) kind(1) name 0 seq(8)     -> InboxEntry   (signals not yet consumed)
-//   signal_ids  run#(8) signal id                 -> empty        (accepted ids, for dedupe)
+//   signal_ids  run#(8) signal id                 -> SignalIdMark (accepted or too late, for dedupe)
 //   timers      deadline_us(8) run#(8) seq(4)     -> empty        (deadline order)
 //   ready       run#(8)                           -> empty        (status ready or running)
 //   waits       name 0 run#(8)                    -> empty        (status waiting, by what)

@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -70,6 +71,7 @@ public:
             guarded("the run records and their journals", [&] { check_runs(t); });
             check_indexes(t);
             guarded("the buffered signals", [&] { check_inbox(t); });
+            guarded("the signal ids", [&] { check_signal_ids(t); });
             guarded("the event log", [&] { check_events(t); });
         } catch (const std::exception& e) {
             problem(e.what());
@@ -118,7 +120,11 @@ private:
         report_.unreadable = !found.empty();
         return found.empty();
     }
-    void run_problem(const std::string& id, std::uint64_t run, const std::string& what) {
+    /// A problem of run `run`, named by its id when its record or id index
+    /// gave one.
+    void run_problem(std::uint64_t run, const std::string& what) {
+        const auto known = known_.find(run);
+        const std::string id = known == known_.end() ? std::string() : known->second;
         problem(id.empty() ? fmt::format("run #{}: {}", run, what) : fmt::format("run '{}' (#{}): {}", id, run, what));
         if (damaged_.insert(run).second) report_.damaged_runs.push_back(id.empty() ? "#" + std::to_string(run) : id);
     }
@@ -146,7 +152,7 @@ private:
             } catch (const FormatError& e) {
                 const auto id = ids.find(run);
                 known_[run] = id == ids.end() ? std::string() : id->second;
-                run_problem(known_[run], run, e.what());
+                run_problem(run, e.what());
                 continue;
             }
             known_[run] = r.id;
@@ -156,7 +162,7 @@ private:
 
     void check_run(Txn& t, std::uint64_t run, const RunRecord& r) {
         auto expect = [&](bool holds, const std::string& what) {
-            if (!holds) run_problem(r.id, run, what);
+            if (!holds) run_problem(run, what);
         };
         const auto id_target = t.get(Db::run_ids, r.id);
         expect(id_target && id_target->size() == 8 && get_be64(*id_target) == run,
@@ -182,14 +188,14 @@ private:
             const std::uint32_t seq = get_be32(j.key(), 8);
             ++report_.journal_entries;
             if (seq != expected_seq) {
-                run_problem(r.id, run, fmt::format("journal entry {} is missing", expected_seq));
+                run_problem(run, fmt::format("journal entry {} is missing", expected_seq));
                 expected_seq = seq;
             }
             ++expected_seq;
             try {
                 (void)decode_journal_entry(j.value(), run, seq);
             } catch (const FormatError& e) {
-                run_problem(r.id, run, e.what());
+                run_problem(run, e.what());
             }
         }
         expect(expected_seq == r.journal_len,
@@ -230,33 +236,53 @@ private:
         });
     }
 
-    /// Keys carry no checksum, so each buffered signal's key is checked
+    /// A buffered signal's checksum covers its key; the key is also checked
     /// against the signal_buffered event that announced it (its last 8
-    /// bytes): same run, same name. A damaged key would hide the signal from
-    /// the wait it is for.
+    /// bytes): same run, same name. When the key is damaged, the event still
+    /// names the run the signal was for.
     void check_inbox(Txn& t) {
         Cursor inbox(t, Db::inbox);
         for (bool ok = inbox.first(); ok; ok = inbox.next()) {
             ++report_.buffered_signals;
             const std::string_view key = inbox.key();
             const std::uint64_t run = key.size() >= 8 ? get_be64(key) : 0;
-            std::string announced_for;  // the run the announcing event names, if it decodes
+            std::set<std::uint64_t> named{run};  // to name if damaged: the key's run, the event's
             try {
-                (void)decode_inbox_entry(inbox.value());
                 if (key.size() < 8 + 1 + 1 + 8 || key[key.size() - 9] != '\0')
                     throw FormatError("abide.storage.corrupt", "a buffered signal's key is malformed");
                 const std::string_view name = key.substr(9, key.size() - 18);
                 const auto event = t.get(Db::events, key.substr(key.size() - 8));
                 if (!event) throw FormatError("abide.storage.corrupt", "a buffered signal's key names no event");
                 const Event e = decode_event(*event, get_be64(key, key.size() - 8));
-                if (e.type == EventType::signal_buffered) announced_for = e.run_id;
-                const auto owner = known_.find(run);
-                if (owner == known_.end() || e.type != EventType::signal_buffered || e.name != name ||
-                    e.run_id != owner->second)
+                const auto announced = std::find_if(known_.begin(), known_.end(),
+                                                    [&](const auto& known) { return known.second == e.run_id; });
+                if (announced != known_.end()) named.insert(announced->first);
+                (void)decode_inbox_entry(inbox.value(), key);
+                if (announced == known_.end() || announced->first != run || e.type != EventType::signal_buffered ||
+                    e.name != name)
                     throw FormatError("abide.storage.corrupt",
                                       "a buffered signal's key does not match the event that announced it");
             } catch (const FormatError& e) {
-                run_problem(announced_for, run, e.what());
+                for (const std::uint64_t n : named) run_problem(n, e.what());
+            }
+        }
+    }
+
+    /// Each record's checksum covers its key. A damaged one names both the
+    /// run its key holds and the run its record holds: one of them is the run
+    /// whose resent signals it answers.
+    void check_signal_ids(Txn& t) {
+        Cursor ids(t, Db::signal_ids);
+        for (bool ok = ids.first(); ok; ok = ids.next()) {
+            const std::string_view key = ids.key();
+            const std::uint64_t run = key.size() >= 8 ? get_be64(key) : 0;
+            try {
+                if (key.size() < 8) throw FormatError("abide.storage.corrupt", "a signal id's key is malformed");
+                (void)decode_signal_id(ids.value(), run, key.substr(8));
+            } catch (const FormatError& e) {
+                std::set<std::uint64_t> named{run};
+                if (const auto owner = signal_id_owner(ids.value())) named.insert(*owner);
+                for (const std::uint64_t n : named) run_problem(n, e.what());
             }
         }
     }

@@ -19,10 +19,10 @@ std::string file_bytes(const std::filesystem::path& p) {
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-/// Edits one value of an abide table with the LMDB C API, as a damaged disk
-/// or a newer abide would.
-void edit_value(const std::filesystem::path& db, const char* table, std::string_view key,
-                const std::function<void(std::string&)>& edit) {
+/// Changes one abide table with the LMDB C API, as a damaged disk or a
+/// newer abide would, and commits what `change` did.
+void change_table(const std::filesystem::path& db, const char* table,
+                  const std::function<void(MDB_txn*, MDB_dbi)>& change) {
     MDB_env* env = nullptr;
     REQUIRE(mdb_env_create(&env) == 0);
     mdb_env_set_maxdbs(env, 32);
@@ -31,14 +31,41 @@ void edit_value(const std::filesystem::path& db, const char* table, std::string_
     REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
     MDB_dbi dbi = 0;
     REQUIRE(mdb_dbi_open(txn, table, 0, &dbi) == 0);
-    MDB_val k{key.size(), const_cast<char*>(key.data())}, v{};
-    REQUIRE(mdb_get(txn, dbi, &k, &v) == 0);
-    std::string value(static_cast<const char*>(v.mv_data), v.mv_size);
-    edit(value);
-    MDB_val nv{value.size(), value.data()};
-    REQUIRE(mdb_put(txn, dbi, &k, &nv, 0) == 0);
+    change(txn, dbi);
     REQUIRE(mdb_txn_commit(txn) == 0);
     mdb_env_close(env);
+}
+
+void edit_value(const std::filesystem::path& db, const char* table, std::string_view key,
+                const std::function<void(std::string&)>& edit) {
+    change_table(db, table, [&](MDB_txn* txn, MDB_dbi dbi) {
+        MDB_val k{key.size(), const_cast<char*>(key.data())}, v{};
+        REQUIRE(mdb_get(txn, dbi, &k, &v) == 0);
+        std::string value(static_cast<const char*>(v.mv_data), v.mv_size);
+        edit(value);
+        MDB_val nv{value.size(), value.data()};
+        REQUIRE(mdb_put(txn, dbi, &k, &nv, 0) == 0);
+    });
+}
+
+/// Moves the first entry whose key starts with `prefix` to the key `edit`
+/// makes of its key, value unchanged: a damaged key.
+void edit_key(const std::filesystem::path& db, const char* table, std::string_view prefix,
+              const std::function<void(std::string&)>& edit) {
+    change_table(db, table, [&](MDB_txn* txn, MDB_dbi dbi) {
+        MDB_cursor* cursor = nullptr;
+        REQUIRE(mdb_cursor_open(txn, dbi, &cursor) == 0);
+        MDB_val k{prefix.size(), const_cast<char*>(prefix.data())}, v{};
+        REQUIRE(mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE) == 0);
+        std::string key(static_cast<const char*>(k.mv_data), k.mv_size);
+        REQUIRE(key.starts_with(prefix));
+        const std::string value(static_cast<const char*>(v.mv_data), v.mv_size);
+        REQUIRE(mdb_cursor_del(cursor, 0) == 0);
+        mdb_cursor_close(cursor);
+        edit(key);
+        MDB_val nk{key.size(), key.data()}, nv{value.size(), const_cast<char*>(value.data())};
+        REQUIRE(mdb_put(txn, dbi, &nk, &nv, 0) == 0);
+    });
 }
 
 std::string be64(std::uint64_t v) {
@@ -68,7 +95,7 @@ void park_two_runs(const test::TempDir& dir, const test::ManualClock& clock) {
 
 }  // namespace
 
-TEST_CASE("a database written by a newer format is refused and left untouched", "[storage][format]") {
+TEST_CASE("a database of a newer or older format is refused and left untouched", "[storage][format]") {
     test::TempDir dir;
     test::ManualClock clock;
     {
@@ -76,16 +103,56 @@ TEST_CASE("a database written by a newer format is refused and left untouched", 
         define_approval(engine);
         (void)engine.start("approval", std::string("a"));
     }
-    edit_value(dir.db(), "meta", "format", [](std::string& v) { v.back() = static_cast<char>(v.back() + 1); });
+    const auto [step, id, advice] = GENERATE(table<int, std::string, std::string>(
+        {{+1, "abide.storage.newer_format", "upgrade abide"},
+         {-1, "abide.storage.older_format", "Finish its runs with the build that wrote it"}}));
+    edit_value(dir.db(), "meta", "format", [step = step](std::string& v) { v.back() = static_cast<char>(v.back() + step); });
     const std::string before = file_bytes(dir.db());
     try {
         Engine engine(test::test_options(dir, clock));
-        FAIL("a newer format was opened");
+        FAIL("a database of format " << journal_format_version + step << " was opened");
     } catch (const FormatError& e) {
-        CHECK(e.id() == "abide.storage.newer_format");
-        CHECK_THAT(e.what(), Catch::Contains("upgrade abide"));
+        CHECK(e.id() == id);
+        CHECK_THAT(e.what(), Catch::Contains(advice));
     }
     CHECK(file_bytes(dir.db()) == before);
+}
+
+TEST_CASE("a record under a damaged key fails its checksum, and verify names the run it belonged to",
+          "[storage][format][verify]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    park_two_runs(dir, clock);
+    {
+        Engine engine(test::test_options(dir, clock, 0));
+        define_approval(engine);
+        REQUIRE(engine.signal("first", "decision", test::approved(), "sig-1").outcome == SignalOutcome::delivered);
+        // "first" is ready now, no longer waiting: a second decision is buffered.
+        REQUIRE(engine.signal("first", "decision", test::approved(), "sig-2").outcome == SignalOutcome::buffered);
+    }
+    REQUIRE(verify_database(dir.db()).ok());
+
+    std::vector<std::string> named;
+    SECTION("the run number in a signal id's key") {
+        edit_key(dir.db(), "signal_ids", be64(1) + "sig-1", [](std::string& k) { k[7] = 9; });
+        named = {"first", "#9"};
+    }
+    SECTION("the id in a signal id's key") {
+        edit_key(dir.db(), "signal_ids", be64(1) + "sig-1", [](std::string& k) { k.back() = '7'; });
+        named = {"first"};
+    }
+    SECTION("the kind byte of a buffered signal's key") {
+        edit_key(dir.db(), "inbox", be64(1), [](std::string& k) { k[8] = static_cast<char>(WaitKind::suspend); });
+        named = {"first"};
+    }
+    const VerifyReport report = verify_database(dir.db());
+    INFO(report.to_json().dump());
+    std::vector<std::string> damaged = report.damaged_runs;
+    std::sort(damaged.begin(), damaged.end());
+    std::sort(named.begin(), named.end());
+    CHECK(damaged == named);
+    REQUIRE_FALSE(report.problems.empty());
+    CHECK_THAT(report.problems.front(), Catch::Contains("checksum mismatch"));
 }
 
 TEST_CASE("a damaged run record is reported for that run while other runs complete", "[storage][format]") {
@@ -155,21 +222,11 @@ TEST_CASE("verify_database finds a sound file sound and names the runs a damaged
 
     // An index that disagrees with its run is found too: drop run #2 from the
     // waits index, as a lost write would.
-    {
-        MDB_env* env = nullptr;
-        REQUIRE(mdb_env_create(&env) == 0);
-        mdb_env_set_maxdbs(env, 32);
-        REQUIRE(mdb_env_open(env, dir.db().c_str(), MDB_NOSUBDIR, 0644) == 0);
-        MDB_txn* txn = nullptr;
-        REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
-        MDB_dbi dbi = 0;
-        REQUIRE(mdb_dbi_open(txn, "waits", 0, &dbi) == 0);
+    change_table(dir.db(), "waits", [](MDB_txn* txn, MDB_dbi dbi) {
         std::string key = std::string("decision") + '\0' + be64(2);
         MDB_val k{key.size(), key.data()};
         REQUIRE(mdb_del(txn, dbi, &k, nullptr) == 0);
-        REQUIRE(mdb_txn_commit(txn) == 0);
-        mdb_env_close(env);
-    }
+    });
     VerifyReport both = verify_database(dir.db());
     CHECK(both.damaged_runs == std::vector<std::string>{"first", "second"});
     CHECK_THAT(both.problems.back(), Catch::Contains("run 'second' (#2): missing from the waits index"));

@@ -6,5 +6,7 @@
 
 namespace abide {
 /// The on-disk format this build reads and writes (see docs/journal-format.md).
-inline constexpr unsigned journal_format_version = 1;
+/// 2: records' checksums cover their keys. Format 1 files are refused
+/// (abide.storage.older_format), unchanged.
+inline constexpr unsigned journal_format_version = 2;
 }  // namespace abide

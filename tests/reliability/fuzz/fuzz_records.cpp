@@ -2,11 +2,13 @@
 // read bytes from the database file, which a failing disk or another program
 // may have changed.
 //
-// Input: byte 0 chooses the decoder (low two bits: journal entry, run record,
-// buffered signal, event) and, with bit 2 set, asks for a valid checksum:
-// the rest of the input is then the record without its CRC-32C, which the
-// target appends. Without that mode almost every mutation would stop at the
-// checksum and the field decoders would never see it.
+// Input: byte 0 chooses the decoder (low three bits: 0 journal entry, 1 run
+// record, 2 buffered signal, 3 event, 4 signal id; 5 to 7 none) and, with bit
+// 3 set, asks for a valid checksum: the rest of the input is then the record
+// without its CRC-32C, which the target appends (computed over the codec's key
+// and the record, as ByteWriter::finish does). Without that mode almost every
+// mutation would stop at the checksum and the field decoders would never see
+// it.
 //
 // Properties, for every input:
 //  * the decoder returns or throws abide::FormatError: never another
@@ -15,7 +17,7 @@
 //    the same bytes (the stored form is stable after one round trip).
 #include "fuzz_support.hpp"
 
-#include "bytes.hpp"
+#include "record_keys.hpp"
 #include "records.hpp"
 
 #include <abide/errors.hpp>
@@ -29,30 +31,37 @@ namespace {
 using namespace abide;
 using namespace abide::detail;
 
-// Arbitrary identifiers the decoders put into their messages.
-constexpr std::uint64_t run_number = 7;
-constexpr std::uint32_t journal_seq = 3;
-constexpr std::uint64_t event_seq = 11;
+using namespace abide::fuzz_records;
 
 struct JournalCodec {
     static constexpr std::string_view name = "journal entry";
+    static std::string key() { return journal_key(run_number, journal_seq).str(); }
     static JournalEntry decode(std::string_view b) { return decode_journal_entry(b, run_number, journal_seq); }
-    static std::string encode(const JournalEntry& e) { return detail::encode(e); }
+    static std::string encode(const JournalEntry& e) { return detail::encode(e, run_number, journal_seq); }
 };
 struct RunCodec {
     static constexpr std::string_view name = "run record";
+    static std::string key() { return run_key(run_number).str(); }
     static RunRecord decode(std::string_view b) { return decode_run_record(b, run_number); }
-    static std::string encode(const RunRecord& r) { return detail::encode(r); }
+    static std::string encode(const RunRecord& r) { return detail::encode(r, run_number); }
 };
 struct InboxCodec {
     static constexpr std::string_view name = "buffered signal";
-    static InboxEntry decode(std::string_view b) { return decode_inbox_entry(b); }
-    static std::string encode(const InboxEntry& e) { return detail::encode(e); }
+    static std::string key() { return inbox_key(); }
+    static InboxEntry decode(std::string_view b) { return decode_inbox_entry(b, inbox_key()); }
+    static std::string encode(const InboxEntry& e) { return detail::encode(e, inbox_key()); }
 };
 struct EventCodec {
     static constexpr std::string_view name = "event";
+    static std::string key() { return event_key(event_seq).str(); }
     static Event decode(std::string_view b) { return decode_event(b, event_seq); }
-    static std::string encode(const Event& e) { return encode_event(e); }
+    static std::string encode(const Event& e) { return encode_event(e, event_seq); }
+};
+struct SignalIdCodec {
+    static constexpr std::string_view name = "signal id";
+    static std::string key() { return signal_id_key(run_number, signal_id); }
+    static SignalIdMark decode(std::string_view b) { return decode_signal_id(b, run_number, signal_id); }
+    static std::string encode(SignalIdMark m) { return encode_signal_id(m, run_number, signal_id); }
 };
 
 /// Decodes `bytes` with C; true if it decoded, false on FormatError. Any
@@ -70,8 +79,19 @@ bool decode_or_format_error(std::string_view bytes, Record& out, std::string_vie
     }
 }
 
+/// The record with its checksum appended, as ByteWriter::finish does.
 template <class C>
-void check(std::string_view bytes) {
+std::string with_checksum(std::string_view body) {
+    const std::string key = C::key();
+    std::string record(body);
+    put_be32(record, crc32c(body.data(), body.size(), crc32c(key.data(), key.size())));
+    return record;
+}
+
+template <class C>
+void check(std::string_view input, bool append_checksum) {
+    const std::string fixed = append_checksum ? with_checksum<C>(input) : std::string();
+    const std::string_view bytes = append_checksum ? std::string_view(fixed) : input;
     decltype(C::decode(bytes)) first;
     if (!decode_or_format_error<C>(bytes, first, "input")) return;
     const std::string once = C::encode(first);
@@ -86,29 +106,20 @@ void check(std::string_view bytes) {
     });
 }
 
-/// The record with its checksum appended, as ByteWriter::finish does.
-std::string with_checksum(std::string_view body) {
-    std::string record(body);
-    put_be32(record, crc32c(body.data(), body.size()));
-    return record;
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size == 0) return 0;
     const std::uint8_t mode = data[0];
-    std::string_view rest = fuzz::as_text(data + 1, size - 1);
-    std::string fixed;
-    if (mode & 4) {
-        fixed = with_checksum(rest);
-        rest = fixed;
-    }
-    switch (mode & 3) {
-        case 0: check<JournalCodec>(rest); break;
-        case 1: check<RunCodec>(rest); break;
-        case 2: check<InboxCodec>(rest); break;
-        default: check<EventCodec>(rest); break;
+    const std::string_view rest = fuzz::as_text(data + 1, size - 1);
+    const bool append_checksum = (mode & checksum_appended) != 0;
+    switch (mode & 7) {
+        case journal_entry: check<JournalCodec>(rest, append_checksum); break;
+        case run_record: check<RunCodec>(rest, append_checksum); break;
+        case inbox_entry: check<InboxCodec>(rest, append_checksum); break;
+        case event: check<EventCodec>(rest, append_checksum); break;
+        case signal_id_mark: check<SignalIdCodec>(rest, append_checksum); break;
+        default: break;
     }
     return 0;
 }

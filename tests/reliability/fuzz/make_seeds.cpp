@@ -4,7 +4,7 @@
 // or to the command's verbs, then replay and fuzz again.
 //
 // usage: abide_fuzz_make_seeds tests/reliability/fuzz/corpus
-#include "bytes.hpp"
+#include "record_keys.hpp"
 #include "records.hpp"
 
 #include <abide/abide.hpp>
@@ -20,6 +20,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace abide;
 using namespace abide::detail;
+using namespace abide::fuzz_records;
 
 void write_file(const fs::path& path, std::string_view bytes) {
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -29,12 +30,9 @@ void write_file(const fs::path& path, std::string_view bytes) {
 
 // ---- records: byte 0 is the fuzz_records mode (see fuzz_records.cpp) ----------
 
-enum RecordKind : char { journal_entry = 0, run_record = 1, inbox_entry = 2, event = 3 };
-constexpr char checksum_appended = 4;
-
 /// Two seeds per record: as stored (checksum included), and without its
 /// checksum for the mode in which the target appends a valid one.
-void write_record(const fs::path& dir, const std::string& name, RecordKind kind, const std::string& record) {
+void write_record(const fs::path& dir, const std::string& name, Decoder kind, const std::string& record) {
     write_file(dir / (name + ".stored"), std::string(1, static_cast<char>(kind)) + record);
     write_file(dir / (name + ".body"),
                std::string(1, static_cast<char>(kind | checksum_appended)) + record.substr(0, record.size() - 4));
@@ -50,7 +48,7 @@ void write_records(const fs::path& dir) {
     step.attempt = 1;
     step.started_us = t0;
     step.finished_us = t0 + 1200;
-    write_record(dir, "journal-step", journal_entry, encode(step));
+    write_record(dir, "journal-step", journal_entry, encode(step, run_number, journal_seq));
 
     JournalEntry failed = step;
     failed.kind = EntryKind::step_error;
@@ -58,7 +56,7 @@ void write_records(const fs::path& dir) {
     failed.error_type = "std::runtime_error";
     failed.error_message = "payments service unavailable";
     failed.attempt = 3;
-    write_record(dir, "journal-step-error", journal_entry, encode(failed));
+    write_record(dir, "journal-step-error", journal_entry, encode(failed, run_number, journal_seq));
 
     JournalEntry wait;
     wait.kind = EntryKind::wait;
@@ -68,7 +66,7 @@ void write_records(const fs::path& dir) {
     wait.started_us = t0 + 2000;
     wait.finished_us = t0 + 2000;
     wait.deadline_us = t0 + 7LL * 24 * 3600 * 1'000'000;
-    write_record(dir, "journal-wait", journal_entry, encode(wait));
+    write_record(dir, "journal-wait", journal_entry, encode(wait, run_number, journal_seq));
 
     JournalEntry wake;
     wake.kind = EntryKind::wake;
@@ -78,12 +76,12 @@ void write_records(const fs::path& dir) {
     wake.signal_id = "approval-42";
     wake.started_us = t0 + 5000;
     wake.finished_us = t0 + 5000;
-    write_record(dir, "journal-wake", journal_entry, encode(wake));
+    write_record(dir, "journal-wake", journal_entry, encode(wake, run_number, journal_seq));
 
     JournalEntry now;
     now.kind = EntryKind::now;
     now.value = std::to_string(t0 - 5);  // before 1970 is allowed: zig-zag
-    write_record(dir, "journal-now", journal_entry, encode(now));
+    write_record(dir, "journal-now", journal_entry, encode(now, run_number, journal_seq));
 
     RunRecord waiting;
     waiting.id = "refund-T-1001";
@@ -94,14 +92,14 @@ void write_records(const fs::path& dir) {
     waiting.input = R"("T-1001")";
     waiting.journal_len = 2;
     waiting.park = ParkState{WaitKind::signal, "refund_decision", R"({"amount":4900})", wait.deadline_us, t0 + 2000, 1};
-    write_record(dir, "run-waiting", run_record, encode(waiting));
+    write_record(dir, "run-waiting", run_record, encode(waiting, run_number));
 
     RunRecord failed_run = waiting;
     failed_run.status = RunStatus::failed;
     failed_run.park.reset();
     failed_run.error = ErrorInfo{"abide.replay.nondeterminism", "abide::NondeterminismError", "journal position 1"};
     failed_run.incarnation = 2;
-    write_record(dir, "run-failed", run_record, encode(failed_run));
+    write_record(dir, "run-failed", run_record, encode(failed_run, run_number));
 
     RunRecord completed = waiting;
     completed.status = RunStatus::completed;
@@ -109,12 +107,12 @@ void write_records(const fs::path& dir) {
     completed.output = R"("refunded rcpt-1")";
     completed.cancel_requested = true;
     completed.cancel_reason = "customer withdrew";
-    write_record(dir, "run-completed", run_record, encode(completed));
+    write_record(dir, "run-completed", run_record, encode(completed, run_number));
 
     InboxEntry buffered{"approval-42", R"({"status":"approved"})", t0 + 3000, true};
-    write_record(dir, "inbox-validated", inbox_entry, encode(buffered));
+    write_record(dir, "inbox-validated", inbox_entry, encode(buffered, inbox_key()));
     InboxEntry unvalidated{"", R"([1,2,3])", t0 + 4000, false};
-    write_record(dir, "inbox-unvalidated", inbox_entry, encode(unvalidated));
+    write_record(dir, "inbox-unvalidated", inbox_entry, encode(unvalidated, inbox_key()));
 
     auto make_event = [](EventType type, std::int64_t at_us, std::string run_id, std::string workflow) {
         Event e;
@@ -129,9 +127,13 @@ void write_records(const fs::path& dir) {
     suspended.topic = "approve/review-D-1";
     suspended.data = json{{"document", "D-1"}, {"pages", 12}, {"score", 0.75}};
     suspended.deadline = from_micros(t0 + 3600LL * 1'000'000);
-    write_record(dir, "event-suspended", event, encode_event(suspended));
+    write_record(dir, "event-suspended", event, encode_event(suspended, event_seq));
     write_record(dir, "event-completed", event,
-                 encode_event(make_event(EventType::completed, t0 + 9000, "refund-T-1001", "refund_review")));
+                 encode_event(make_event(EventType::completed, t0 + 9000, "refund-T-1001", "refund_review"), event_seq));
+    write_record(dir, "signal-id-accepted", signal_id_mark,
+                 encode_signal_id(SignalIdMark::accepted, run_number, signal_id));
+    write_record(dir, "signal-id-too-late", signal_id_mark,
+                 encode_signal_id(SignalIdMark::too_late, run_number, signal_id));
 }
 
 // ---- signal payloads: the JSON text as a host receives it -------------------------
