@@ -319,7 +319,7 @@ std::optional<json> RunInstance::wait(WaitKind kind, std::string_view name, json
         entry.wait_kind = kind;
         entry.name = std::string(name);
         entry.value = data.dump();
-        entry.started_us = to_micros(core_.now());
+        entry.started_us = entry.finished_us = to_micros(core_.now());  // the instant it parked
         entry.deadline_us = deadline_after(timeout);
         wake = park(std::move(entry));
     }
@@ -338,7 +338,7 @@ void RunInstance::sleep(Duration duration) {
     }
     JournalEntry entry;
     entry.kind = EntryKind::sleep;
-    entry.started_us = to_micros(core_.now());
+    entry.started_us = entry.finished_us = to_micros(core_.now());  // the instant it parked
     entry.deadline_us = deadline_after(duration);
     (void)park(std::move(entry));
 }

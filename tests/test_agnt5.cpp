@@ -560,6 +560,9 @@ TEST_CASE_METHOD(RefundFixture, "the trace preserves the recommendation, the rev
     CHECK(drafts[0]->seq < waits[0]->seq);
     CHECK(waits[0]->seq < decisions[0]->seq);
     CHECK(decisions[0]->seq < refunds[0]->seq);
+    // Every entry ends when or after it starts; a wait is the instant the run parked.
+    for (const TraceEntry& e : trace.entries) CHECK(e.finished >= e.started);
+    CHECK(waits[0]->finished == waits[0]->started);
 
     // The same, as JSON for an audit log.
     json j = trace.to_json();
