@@ -492,7 +492,17 @@ private:
 void Harness::full_disk() {
     ScratchDir dir("abide-io-faults-disk");
     const fs::path mnt = dir / "tmpfs";
-    TmpfsMount tmpfs(mnt, "2m");
+    // 4 MiB, not 2: the filler leaves the same 256 KiB whatever the size, but
+    // after it is removed the database must fit what finishing needs. The big
+    // runs suspend with their 48 KiB input as the suspend data, so the journal,
+    // the event log and the run record take it again: the file grows from
+    // ~0.4 MiB to ~1.6 MiB with no reader at all. And LMDB cannot reuse pages
+    // freed after the oldest live snapshot, nor ever shrinks the file: when the
+    // reader's snapshot lasts across the last commits (a reader descheduled
+    // under CPU load) it reaches ~2 MiB, a full 2 MiB tmpfs again, and the
+    // retried commits (and a later reopen) failed with EIO. 4 MiB leaves
+    // ~1.5 MiB to spare even then.
+    TmpfsMount tmpfs(mnt, "4m");
     if (!tmpfs.mounted()) {
         std::cout << "SKIPPED io_faults / full disk: mount -t tmpfs is not permitted here (" << tmpfs.error()
                   << "); counted as neither passed nor failed" << std::endl;
