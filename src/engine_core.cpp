@@ -1053,7 +1053,9 @@ PollResult EngineCore::poll() {
                                                         : now();
         budget = t.count(Db::ready);
     }
-    std::set<std::uint64_t> skip;  // runs that failed to commit in this poll
+    // Runs not to take again in this poll: their commit failed, their ready
+    // entry is damaged, or they changed between claim and count.
+    std::set<std::uint64_t> skip;
     // An idle poll must not take the write lock: fire only if the first look saw a due timer.
     for (bool more = earliest && *earliest <= now(); more;) {
         std::vector<std::uint64_t> woken;  // claimed by the commit that fired their timers

@@ -22,7 +22,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -254,12 +253,12 @@ private:
                 const auto event = t.get(Db::events, key.substr(key.size() - 8));
                 if (!event) throw FormatError("abide.storage.corrupt", "a buffered signal's key names no event");
                 const Event e = decode_event(*event, get_be64(key, key.size() - 8));
-                const auto announced = std::find_if(known_.begin(), known_.end(),
-                                                    [&](const auto& known) { return known.second == e.run_id; });
-                if (announced != known_.end()) named.insert(announced->first);
+                // The id index gives the announced run's number (checked on its own by check_runs).
+                const auto announced = t.get(Db::run_ids, e.run_id);
+                const bool found = announced && announced->size() == 8;
+                if (found) named.insert(get_be64(*announced));
                 (void)decode_inbox_entry(inbox.value(), key);
-                if (announced == known_.end() || announced->first != run || e.type != EventType::signal_buffered ||
-                    e.name != name)
+                if (!found || get_be64(*announced) != run || e.type != EventType::signal_buffered || e.name != name)
                     throw FormatError("abide.storage.corrupt",
                                       "a buffered signal's key does not match the event that announced it");
             } catch (const FormatError& e) {
