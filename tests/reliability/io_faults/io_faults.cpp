@@ -36,11 +36,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <iostream>
 #include <memory>
 #include <set>
+#include <thread>
 #include <typeinfo>
 
 #include "common/ledger.hpp"
@@ -260,8 +262,13 @@ int tiny_map_main(const std::vector<std::string>& a) {
                 if (r.id.rfind(other, 0) == 0) ++now_seen;
             seen_other = std::max(seen_other, now_seen);
         }
-        for (int round = 0; round < 50 && engine.stats().ready + engine.stats().running > 0; ++round)
-            (void)engine.poll();
+        // Both processes poll the one database, so the other may be running
+        // some of these runs (locked, status running): a poll here then does
+        // nothing at once. Wait for every run to be finished by either, with a
+        // deadline, rather than for a number of polls.
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+        while (engine.stats().ready + engine.stats().running > 0 && std::chrono::steady_clock::now() < deadline)
+            if (engine.poll().runs_advanced == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
         std::string wrong;
         for (int i = 0; i < runs; ++i) {
             const std::string id = prefix + "-" + std::to_string(i) + std::string(200, 'p');
