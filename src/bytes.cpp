@@ -85,14 +85,14 @@ std::uint32_t crc32c(const void* data, std::size_t size, std::uint32_t seed) {
     return chosen(data, size, seed);
 }
 
-ByteReader::ByteReader(std::string_view record, std::string_view key, std::string what)
+ByteReader::ByteReader(std::string_view record, std::string_view key, RecordName what)
     : ByteReader(record, std::move(what), true, key) {}
 
-ByteReader ByteReader::unchecked(std::string_view record, std::string what) {
+ByteReader ByteReader::unchecked(std::string_view record, RecordName what) {
     return ByteReader(record, std::move(what), false, {});
 }
 
-ByteReader::ByteReader(std::string_view record, std::string what, bool check_sum, std::string_view key)
+ByteReader::ByteReader(std::string_view record, RecordName what, bool check_sum, std::string_view key)
     : what_(std::move(what)) {
     if (record.size() < 5) fail("shorter than a record can be");
     std::uint32_t stored = get_be32(record, record.size() - 4);
@@ -100,21 +100,6 @@ ByteReader::ByteReader(std::string_view record, std::string what, bool check_sum
         fail("checksum mismatch: the record or its key was changed");
     version_ = static_cast<std::uint8_t>(record[0]);
     body_ = record.substr(1, record.size() - 5);
-}
-
-std::uint8_t ByteReader::u8() {
-    if (pos_ >= body_.size()) fail("truncated field");
-    return static_cast<std::uint8_t>(body_[pos_++]);
-}
-
-std::uint64_t ByteReader::varint() {
-    std::uint64_t v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        std::uint8_t b = u8();
-        v |= static_cast<std::uint64_t>(b & 0x7f) << shift;
-        if (!(b & 0x80)) return v;
-    }
-    fail("overlong integer");
 }
 
 std::string_view ByteReader::str() {
@@ -127,7 +112,7 @@ std::string_view ByteReader::str() {
 
 void ByteReader::fail(std::string_view why) const {
     throw FormatError("abide.storage.corrupt",
-                      what_ + " is damaged (" + std::string(why) +
+                      what_() + " is damaged (" + std::string(why) +
                           "); the database file was modified outside abide or the disk is failing. "
                           "Restore it from a backup; other runs are unaffected");
 }

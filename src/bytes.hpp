@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstring>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -111,18 +112,33 @@ private:
     std::size_t pos_ = 0;
 };
 
+/// Names a record in an error message (e.g. "run record #42"); called only
+/// when one is thrown, so that decoding a sound record formats nothing.
+using RecordName = std::function<std::string()>;
+
 /// Reads fields back; any overrun or checksum mismatch throws FormatError
-/// naming `what` (e.g. "run record 42"). `key`: the key the record was read
-/// from (the checksum covers it).
+/// naming the record. `key`: the key the record was read from (the checksum
+/// covers it).
 class ByteReader {
 public:
-    ByteReader(std::string_view record, std::string_view key, std::string what);
+    ByteReader(std::string_view record, std::string_view key, RecordName what);
     /// Reads a record without checking its checksum: only for naming what a
     /// damaged record belonged to, never for using its fields.
-    static ByteReader unchecked(std::string_view record, std::string what);
+    static ByteReader unchecked(std::string_view record, RecordName what);
     std::uint8_t version() const { return version_; }
-    std::uint8_t u8();
-    std::uint64_t varint();
+    std::uint8_t u8() {
+        if (pos_ >= body_.size()) fail("truncated field");
+        return static_cast<std::uint8_t>(body_[pos_++]);
+    }
+    std::uint64_t varint() {
+        std::uint64_t v = 0;
+        for (int shift = 0; shift < 64; shift += 7) {
+            const std::uint8_t b = u8();
+            v |= static_cast<std::uint64_t>(b & 0x7f) << shift;
+            if (!(b & 0x80)) return v;
+        }
+        fail("overlong integer");
+    }
     std::int64_t svarint() {
         std::uint64_t z = varint();
         return static_cast<std::int64_t>((z >> 1) ^ (~(z & 1) + 1));
@@ -132,11 +148,11 @@ public:
     [[noreturn]] void fail(std::string_view why) const;
 
 private:
-    ByteReader(std::string_view record, std::string what, bool check_sum, std::string_view key);
+    ByteReader(std::string_view record, RecordName what, bool check_sum, std::string_view key);
     std::string_view body_;  // without version byte and checksum
     std::size_t pos_ = 0;
     std::uint8_t version_ = 0;
-    std::string what_;
+    RecordName what_;
 };
 
 }  // namespace abide::detail

@@ -6,6 +6,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <iterator>
+
 namespace abide::detail {
 
 namespace {
@@ -644,7 +647,8 @@ void EngineCore::release_quarantined(std::string_view run_id) {
 
 // ---- poll ---------------------------------------------------------------------------
 
-bool EngineCore::fire_timer_round(PollResult& result, std::vector<std::uint64_t>& woken) {
+bool EngineCore::fire_timer_round(PollResult& result, std::vector<std::uint64_t>& woken,
+                                  std::unordered_map<std::uint64_t, RunRecord>& woken_records) {
     // At most one round of runs: they are claimed (locked) here and executed
     // before the next round is fired, so the run locks held at once stay
     // bounded (the kernel walks a file's lock list on every lock and unlock).
@@ -661,6 +665,7 @@ bool EngineCore::fire_timer_round(PollResult& result, std::vector<std::uint64_t>
             damaged.clear();
             damaged_runs.clear();
             woken.clear();
+            woken_records.clear();
             std::vector<std::string> due;
             {
                 Cursor c(w.txn, Db::timers);
@@ -676,6 +681,11 @@ bool EngineCore::fire_timer_round(PollResult& result, std::vector<std::uint64_t>
                     }
                     due.emplace_back(c.key());
                 }
+            }
+            {
+                std::vector<std::uint64_t> runs;
+                for (const std::string& key : due) runs.push_back(get_be64(key, 8));
+                lock_for_claims(std::move(runs), locked);
             }
             for (const std::string& key : due) {
                 const std::uint64_t run = get_be64(key, 8);
@@ -702,21 +712,24 @@ bool EngineCore::fire_timer_round(PollResult& result, std::vector<std::uint64_t>
                 wake_parked(w, run, record, std::move(wake));
                 // This poll executes the run next, so the claim rides in this
                 // commit (a woken run just made progress: it is no suspect).
-                if (claim_in_commit(run, locked)) {
+                const bool claimed = claim_in_commit(run, locked);
+                if (claimed) {
                     record.attempts = 1;
                     set_status(w, run, record, RunStatus::running);
                     woken.push_back(run);
                 }
                 put_run(w, run, record);
+                if (claimed) woken_records.emplace(run, std::move(record));
                 ++count;
             }
         });
     } catch (...) {
-        for (std::uint64_t run : locked) unclaim(run);
+        unclaim_all({locked.begin(), locked.end()});
         throw;
     }
     for (std::uint64_t run : woken) locked.erase(run);
-    for (std::uint64_t run : locked) unclaim(run);  // locked by an attempt that was re-applied without them
+    // Locked but not woken: stale timers, or an attempt re-applied without them.
+    unclaim_all({locked.begin(), locked.end()});
     ABIDE_CRASH_POINT("timer.committed");  // crash: the woken runs are claimed (attempt 1), none executed
     result.problems.insert(result.problems.end(), damaged_runs.begin(), damaged_runs.end());
     for (const std::string& key : damaged)
@@ -730,35 +743,69 @@ bool EngineCore::fire_timer_round(PollResult& result, std::vector<std::uint64_t>
 
 EngineCore::Claim EngineCore::claim_ready(std::set<std::uint64_t>& skip, std::vector<std::string>& problems) {
     // Phase 1: pick candidates; mark them executing in this process and take
-    // their run locks (another process may be executing some of them).
+    // their run locks (another process may be executing some of them). The
+    // locks are taken a stretch at a time; runs another process holds are
+    // skipped and the scan goes on, so a round fills up if it can.
     std::vector<std::uint64_t> candidates;
     {
         Txn t = storage.read();
         Cursor c(t, Db::ready);
-        for (bool ok = c.first(); ok && candidates.size() < options.max_runs_per_round; ok = c.next()) {
-            const std::uint64_t run = get_be64(c.key());
-            if (skip.count(run)) continue;
-            {
+        bool ok = c.first();
+        while (ok && candidates.size() < options.max_runs_per_round) {
+            std::vector<std::uint64_t> marked;  // ascending, as the ready index is
+            for (; ok && candidates.size() + marked.size() < options.max_runs_per_round; ok = c.next()) {
+                const std::uint64_t run = get_be64(c.key());
+                if (skip.count(run)) continue;
                 std::lock_guard lock(runs_mutex_);
-                if (!executing_.insert(run).second) continue;
+                if (executing_.insert(run).second) marked.push_back(run);
             }
-            bool locked = false;
+            std::vector<std::uint64_t> locked;
             try {
-                locked = run_locks.try_lock(run);
+                locked = run_locks.try_lock_all(marked);
             } catch (...) {
-                unclaim(run);
-                for (std::uint64_t taken : candidates) unclaim(taken);
+                unclaim_all(marked);
+                unclaim_all(candidates);
                 throw;
             }
-            if (locked) {
-                candidates.push_back(run);
-            } else {
-                unclaim(run);
-                skip.insert(run);  // another process executes it; not again in this poll
+            std::vector<std::uint64_t> busy;  // another process executes them; not again in this poll
+            std::set_difference(marked.begin(), marked.end(), locked.begin(), locked.end(), std::back_inserter(busy));
+            {
+                std::lock_guard lock(runs_mutex_);
+                for (std::uint64_t run : busy) executing_.erase(run);
             }
+            skip.insert(busy.begin(), busy.end());
+            candidates.insert(candidates.end(), locked.begin(), locked.end());
         }
     }
     return load_claimed(candidates, skip, problems, false);
+}
+
+void EngineCore::lock_for_claims(std::vector<std::uint64_t> runs, std::set<std::uint64_t>& locked) {
+    std::sort(runs.begin(), runs.end());
+    runs.erase(std::unique(runs.begin(), runs.end()), runs.end());
+    std::vector<std::uint64_t> marked;
+    {
+        std::lock_guard lock(runs_mutex_);
+        for (std::uint64_t run : runs)
+            if (!locked.count(run) && executing_.insert(run).second) marked.push_back(run);
+    }
+    std::vector<std::uint64_t> taken;
+    try {
+        taken = run_locks.try_lock_all(marked);
+    } catch (...) {
+        unclaim_all(marked);
+        throw;
+    }
+    std::lock_guard lock(runs_mutex_);
+    std::size_t t = 0;
+    for (std::uint64_t run : marked) {
+        if (t < taken.size() && taken[t] == run) {
+            locked.insert(run);
+            ++t;
+        } else {
+            executing_.erase(run);  // another process holds it
+        }
+    }
 }
 
 bool EngineCore::claim_in_commit(std::uint64_t run, std::set<std::uint64_t>& locked) {
@@ -787,7 +834,7 @@ bool EngineCore::claim_in_commit(std::uint64_t run, std::set<std::uint64_t>& loc
 
 EngineCore::Claim EngineCore::load_claimed(const std::vector<std::uint64_t>& candidates,
                                            std::set<std::uint64_t>& skip, std::vector<std::string>& problems,
-                                           bool counted) {
+                                           bool counted, std::unordered_map<std::uint64_t, RunRecord>* committed) {
     // Phase 2: read each run in a snapshot taken after the claim. A thread or
     // process that executed one of them let go only after its commit, so this
     // snapshot holds everything it wrote (an older one could replay a step
@@ -812,13 +859,19 @@ EngineCore::Claim EngineCore::load_claimed(const std::vector<std::uint64_t>& can
                 let_go.push_back(run);
                 if (instance) dropped.push_back(std::move(instance));
             };
-            auto raw = t.get(Db::runs, run_key(run));
-            if (!raw || !t.get(Db::ready, run_key(run))) {
-                give_up();  // advanced meanwhile
-                continue;
+            RunRecord* known = nullptr;
+            if (committed)
+                if (auto it = committed->find(run); it != committed->end()) known = &it->second;
+            std::optional<std::string_view> raw;
+            if (!known) {
+                raw = t.get(Db::runs, run_key(run));
+                if (!raw || !t.get(Db::ready, run_key(run))) {
+                    give_up();  // advanced meanwhile
+                    continue;
+                }
             }
             try {
-                RunRecord record = decode_run_record(*raw, run);
+                RunRecord record = known ? std::move(*known) : decode_run_record(*raw, run);
                 if (!needs_execution(record.status)) {
                     // One snapshot holds both, and every write keeps them
                     // together: only a damaged index disagrees with the record.
@@ -877,7 +930,7 @@ EngineCore::Claim EngineCore::load_claimed(const std::vector<std::uint64_t>& can
             }
         }
     }
-    for (std::uint64_t run : let_go) unclaim(run);
+    unclaim_all(std::move(let_go));
     return claim;
 }
 
@@ -885,6 +938,14 @@ void EngineCore::unclaim(std::uint64_t run) {
     std::lock_guard lock(runs_mutex_);
     executing_.erase(run);
     run_locks.unlock(run);
+}
+
+void EngineCore::unclaim_all(std::vector<std::uint64_t> runs) {
+    std::sort(runs.begin(), runs.end());
+    runs.erase(std::unique(runs.begin(), runs.end()), runs.end());
+    std::lock_guard lock(runs_mutex_);
+    for (std::uint64_t run : runs) executing_.erase(run);
+    run_locks.unlock_all(runs);
 }
 
 void EngineCore::count_attempts(Claim& claim, std::set<std::uint64_t>& skip) {
@@ -956,23 +1017,37 @@ void EngineCore::count_attempts(Claim& claim, std::set<std::uint64_t>& skip) {
 }
 
 void EngineCore::release_instance(std::unique_ptr<RunInstance> instance, bool parked) {
-    std::unique_ptr<RunInstance> evicted;
+    std::vector<Release> one;
+    one.push_back({std::move(instance), parked});
+    release_instances(std::move(one));
+}
+
+void EngineCore::release_instances(std::vector<Release> releases) {
+    std::vector<std::unique_ptr<RunInstance>> gone;  // not cached, or evicted
+    std::vector<std::uint64_t> runs;
+    runs.reserve(releases.size());
+    for (const Release& r : releases) runs.push_back(r.instance->run_number());
+    std::sort(runs.begin(), runs.end());
     {
         std::lock_guard lock(runs_mutex_);
-        executing_.erase(instance->run_number());
-        run_locks.unlock(instance->run_number());  // after its commit: the next executor sees it all
-        if (parked && options.cache_size > 0 && !instance->finished()) {
-            const std::uint64_t run = instance->run_number();
-            cache_.push_front(std::move(instance));
+        for (std::uint64_t run : runs) executing_.erase(run);
+        run_locks.unlock_all(runs);  // after their commit: the next executor sees it all
+        for (Release& r : releases) {
+            if (!r.parked || options.cache_size == 0 || r.instance->finished()) {
+                gone.push_back(std::move(r.instance));
+                continue;
+            }
+            const std::uint64_t run = r.instance->run_number();
+            cache_.push_front(std::move(r.instance));
             cache_index_[run] = cache_.begin();
             if (cache_.size() > options.cache_size) {
-                evicted = std::move(cache_.back());
-                cache_index_.erase(evicted->run_number());
+                gone.push_back(std::move(cache_.back()));
+                cache_index_.erase(gone.back()->run_number());
                 cache_.pop_back();
             }
         }
     }
-    // `instance` (if not cached) and `evicted` unwind here, outside the lock.
+    // `gone` unwinds here, outside the lock.
 }
 
 void EngineCore::drive(std::vector<std::unique_ptr<RunInstance>> active, PollResult& result,
@@ -1001,6 +1076,7 @@ void EngineCore::drive(std::vector<std::unique_ptr<RunInstance>> active, PollRes
         }
         ++result.commits;
         std::vector<std::unique_ptr<RunInstance>> next;
+        std::vector<Release> done;  // released together once the round is sorted out
         for (std::size_t i = 0; i < active.size(); ++i) {
             Outcome& out = outcomes[i];
             if (errors[i]) {
@@ -1010,7 +1086,7 @@ void EngineCore::drive(std::vector<std::unique_ptr<RunInstance>> active, PollRes
                     result.problems.push_back(e.what());
                 }
                 skip.insert(active[i]->run_number());
-                release_instance(std::move(active[i]), false);
+                done.push_back({std::move(active[i]), false});
                 continue;
             }
             switch (out.kind) {
@@ -1021,20 +1097,21 @@ void EngineCore::drive(std::vector<std::unique_ptr<RunInstance>> active, PollRes
                 case Outcome::Kind::parked:
                     active[i]->committed(out.request_entry_appended, std::move(out.wake));
                     ++result.waiting;
-                    release_instance(std::move(active[i]), true);
+                    done.push_back({std::move(active[i]), true});
                     break;
                 case Outcome::Kind::finished:
                     if (out.final_status == RunStatus::completed) ++result.completed;
                     if (out.final_status == RunStatus::failed) ++result.failed;
                     if (out.final_status == RunStatus::cancelled) ++result.cancelled;
-                    release_instance(std::move(active[i]), false);
+                    done.push_back({std::move(active[i]), false});
                     break;
                 case Outcome::Kind::stale:
                     skip.insert(active[i]->run_number());
-                    release_instance(std::move(active[i]), false);
+                    done.push_back({std::move(active[i]), false});
                     break;
             }
         }
+        release_instances(std::move(done));
         active = std::move(next);
     }
 }
@@ -1059,10 +1136,11 @@ PollResult EngineCore::poll() {
     // An idle poll must not take the write lock: fire only if the first look saw a due timer.
     for (bool more = earliest && *earliest <= now(); more;) {
         std::vector<std::uint64_t> woken;  // claimed by the commit that fired their timers
-        more = fire_timer_round(result, woken);
+        std::unordered_map<std::uint64_t, RunRecord> woken_records;  // as that commit stored them
+        more = fire_timer_round(result, woken, woken_records);
         budget += woken.size();
         try {
-            Claim claim = load_claimed(woken, skip, result.problems, true);
+            Claim claim = load_claimed(woken, skip, result.problems, true, &woken_records);
             std::shared_lock<std::shared_mutex> beside(isolation_mutex_);
             drive(std::move(claim.runs), result, skip);
         } catch (...) {

@@ -121,11 +121,16 @@ private:
 
     /// Fires up to max_runs_per_round due timers in one commit, claiming the
     /// runs it wakes for this poll in that commit (attempt counted, run lock
-    /// taken): they go to `woken`. True if more timers are due.
-    bool fire_timer_round(PollResult& result, std::vector<std::uint64_t>& woken);
+    /// taken): they go to `woken`, and their records as committed to
+    /// `woken_records`. True if more timers are due.
+    bool fire_timer_round(PollResult& result, std::vector<std::uint64_t>& woken,
+                          std::unordered_map<std::uint64_t, RunRecord>& woken_records);
     /// Inside a commit: takes `run` for this process (executing set and run
     /// lock) unless it has it already in `locked`. False if someone else has it.
     bool claim_in_commit(std::uint64_t run, std::set<std::uint64_t>& locked);
+    /// claim_in_commit for many runs at once, the run locks a stretch of
+    /// numbers at a time; those taken join `locked`, the others are left.
+    void lock_for_claims(std::vector<std::uint64_t> runs, std::set<std::uint64_t>& locked);
     /// Ready runs taken for one round: locked for this process, journals loaded.
     struct Claim {
         std::vector<std::unique_ptr<RunInstance>> runs;
@@ -142,18 +147,30 @@ private:
     Claim claim_ready(std::set<std::uint64_t>& skip, std::vector<std::string>& problems);
     /// Loads runs already marked executing and locked by this process (the
     /// caller claimed them); `counted`: their attempts are already committed.
+    /// `committed`: records the caller's own commit stored (and the run locks
+    /// held since kept unchanged), used instead of reading them again.
     Claim load_claimed(const std::vector<std::uint64_t>& runs, std::set<std::uint64_t>& skip,
-                       std::vector<std::string>& problems, bool counted);
+                       std::vector<std::string>& problems, bool counted,
+                       std::unordered_map<std::uint64_t, RunRecord>* committed = nullptr);
     /// Commits the claimed runs' attempts (and the quarantines) before any of
     /// their code runs; drops runs that changed meanwhile.
     void count_attempts(Claim& claim, std::set<std::uint64_t>& skip);
     void unclaim(std::uint64_t run);
+    /// unclaim for many runs: their locks go a stretch of numbers at a time.
+    void unclaim_all(std::vector<std::uint64_t> runs);
     /// Advances the runs together, one shared commit per round, until each
     /// has parked or finished. Runs whose commit failed go into `skip`.
     void drive(std::vector<std::unique_ptr<RunInstance>> batch, PollResult& result, std::set<std::uint64_t>& skip);
     /// Lets go of a run after its last commit: unlocks it, and keeps its
     /// fiber in the cache if it parked.
     void release_instance(std::unique_ptr<RunInstance> instance, bool parked);
+    struct Release {
+        std::unique_ptr<RunInstance> instance;
+        bool parked = false;
+    };
+    /// release_instance for the runs of one round, their run locks a stretch
+    /// of numbers at a time.
+    void release_instances(std::vector<Release> releases);
 
     std::map<std::string, std::unique_ptr<WorkflowDef>, std::less<>> definitions_;
     mutable std::mutex definitions_mutex_;

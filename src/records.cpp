@@ -15,7 +15,9 @@ void check_version(const ByteReader& r) {
                std::to_string(record_version));
 }
 
-std::string what_run(std::uint64_t run) { return "run record #" + std::to_string(run); }
+RecordName what_run(std::uint64_t run) {
+    return [run] { return "run record #" + std::to_string(run); };
+}
 
 /// Whether a TimePoint can hold `us` microseconds since 1970 (about +-292 years).
 bool representable(std::int64_t us) {
@@ -76,7 +78,8 @@ std::string encode(const JournalEntry& e, std::uint64_t run, std::uint32_t seq) 
 }
 
 JournalEntry decode_journal_entry(std::string_view bytes, std::uint64_t run, std::uint32_t seq) {
-    ByteReader r(bytes, journal_key(run, seq), "journal entry " + std::to_string(seq) + " of run #" + std::to_string(run));
+    ByteReader r(bytes, journal_key(run, seq),
+                 [run, seq] { return "journal entry " + std::to_string(seq) + " of run #" + std::to_string(run); });
     check_version(r);
     JournalEntry e;
     std::uint8_t kind = r.u8();
@@ -181,7 +184,9 @@ std::string encode(const InboxEntry& e, std::string_view key) {
 }
 
 InboxEntry decode_inbox_entry(std::string_view bytes, std::string_view key) {
-    ByteReader r(bytes, key, key.size() >= 8 ? "a buffered signal of run #" + std::to_string(get_be64(key)) : "a buffered signal");
+    ByteReader r(bytes, key, [key]() -> std::string {
+        return key.size() >= 8 ? "a buffered signal of run #" + std::to_string(get_be64(key)) : "a buffered signal";
+    });
     check_version(r);
     InboxEntry e;
     e.signal_id = r.str();
@@ -209,7 +214,7 @@ std::string encode_event(const Event& ev, std::uint64_t seq, std::string_view da
 }
 
 Event decode_event(std::string_view bytes, std::uint64_t seq) {
-    ByteReader r(bytes, event_key(seq), "event " + std::to_string(seq));
+    ByteReader r(bytes, event_key(seq), [seq] { return "event " + std::to_string(seq); });
     check_version(r);
     Event ev;
     ev.seq = seq;
@@ -243,8 +248,9 @@ std::string encode_signal_id(SignalIdMark mark, std::uint64_t run, std::string_v
 }
 
 SignalIdMark decode_signal_id(std::string_view bytes, std::uint64_t run, std::string_view signal_id) {
-    ByteReader r(bytes, signal_id_key(run, signal_id),
-                 "the record of signal id '" + std::string(signal_id) + "' of run #" + std::to_string(run));
+    ByteReader r(bytes, signal_id_key(run, signal_id), [run, signal_id] {
+        return "the record of signal id '" + std::string(signal_id) + "' of run #" + std::to_string(run);
+    });
     check_version(r);
     const std::uint8_t mark = r.u8();
     if (mark < 1 || mark > 2) r.fail("unknown mark " + std::to_string(mark));
@@ -255,7 +261,7 @@ SignalIdMark decode_signal_id(std::string_view bytes, std::uint64_t run, std::st
 
 std::optional<std::uint64_t> signal_id_owner(std::string_view bytes) {
     try {
-        ByteReader r = ByteReader::unchecked(bytes, "a signal id record");
+        ByteReader r = ByteReader::unchecked(bytes, [] { return std::string("a signal id record"); });
         (void)r.u8();  // the mark
         return r.varint();
     } catch (const FormatError&) {

@@ -229,10 +229,9 @@ json RunInstance::run_step(std::string_view name, const StepOptions& options,
     check_callable("step");
     const std::size_t position = cursor_;
     std::uint32_t attempt = 1;
-    const std::string call = fmt::format("step '{}'", name);
     for (;;) {
         if (const JournalEntry* e = peek()) {
-            if (!is_step(e->kind) || e->name != name) mismatch(*e, call);
+            if (!is_step(e->kind) || e->name != name) mismatch(*e, fmt::format("step '{}'", name));
             ++cursor_;
             if (e->kind == EntryKind::step_ok) return json::parse(e->value);
             if (e->kind == EntryKind::step_error)
@@ -302,10 +301,10 @@ std::optional<json> RunInstance::wait(WaitKind kind, std::string_view name, json
                                       std::optional<Duration> timeout) {
     check_callable(kind == WaitKind::suspend ? "suspend" : "wait_for_signal");
     if (cancelled_) throw Cancelled(*cancelled_);
-    const std::string call = describe_call(EntryKind::wait, kind, name);
     JournalEntry wake;
     if (const JournalEntry* e = peek()) {
-        if (e->kind != EntryKind::wait || e->wait_kind != kind || e->name != name) mismatch(*e, call);
+        if (e->kind != EntryKind::wait || e->wait_kind != kind || e->name != name)
+            mismatch(*e, describe_call(EntryKind::wait, kind, name));
         ++cursor_;
         wake = await_wake();
     } else {

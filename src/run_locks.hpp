@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace abide::detail {
 
@@ -30,6 +31,14 @@ public:
     /// Throws StorageError if the lock file cannot be opened.
     bool try_lock(std::uint64_t run);
     void unlock(std::uint64_t run) noexcept;
+    /// The runs of `runs` (sorted, distinct) whose lock this engine now holds;
+    /// the others are held by another. One system call per stretch of
+    /// consecutive numbers when none of it is held elsewhere: a poll round
+    /// claims hundreds of runs, mostly consecutive, and each call walks the
+    /// file's lock list. Throws StorageError as try_lock does.
+    std::vector<std::uint64_t> try_lock_all(const std::vector<std::uint64_t>& runs);
+    /// Unlocks every run of `runs` (sorted, distinct), one call per stretch.
+    void unlock_all(const std::vector<std::uint64_t>& runs) noexcept;
 
 private:
     int fd();
