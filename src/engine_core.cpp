@@ -95,9 +95,11 @@ void EngineCore::put_run(WriteContext& w, std::uint64_t run, RunRecord& record) 
 
 void EngineCore::set_status(WriteContext& w, std::uint64_t run, RunRecord& record, RunStatus status) {
     if (record.status == status) return;
-    w.txn.del(Db::by_status, status_key(record.status, run));
-    w.txn.put(Db::by_status, status_key(status, run), record.workflow);
+    // Ready and running runs are in the ready set, the others in the status
+    // index: a run moving between ready and running touches neither.
     const bool was = needs_execution(record.status), is = needs_execution(status);
+    if (!was) w.txn.del(Db::by_status, status_key(record.status, run));
+    if (!is) w.txn.put(Db::by_status, status_key(status, run), record.workflow);
     if (was && !is) w.txn.del(Db::ready, run_key(run));
     if (!was && is) w.txn.put(Db::ready, run_key(run), {});
     record.status = status;
@@ -388,7 +390,6 @@ void EngineCore::apply_start(WriteContext& w, const PreparedStart& p, RunHandle&
     record.input = p.text;
     w.txn.put(Db::run_ids, record.id, run_key(run));
     w.txn.put(Db::ready, run_key(run), {});
-    w.txn.put(Db::by_status, status_key(RunStatus::ready, run), record.workflow);
     w.emit(event_for(EventType::started, record));  // the input is in the run record
     put_run(w, run, record);
 }

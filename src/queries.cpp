@@ -66,6 +66,11 @@ std::vector<RunInfo> EngineCore::list_runs(const RunQuery& query) {
         for (bool ok = c.seek(waits_key(*query.waiting_for, after + 1));
              ok && out.size() < query.limit && c.key().substr(0, prefix.size()) == prefix; ok = c.next())
             consider(get_be64(c.key(), prefix.size()));
+    } else if (query.status == RunStatus::ready || query.status == RunStatus::running) {
+        // The ready set holds both; `consider` tells them apart by the record.
+        Cursor c(t, Db::ready);
+        for (bool ok = c.seek(run_key(after + 1)); ok && out.size() < query.limit; ok = c.next())
+            consider(get_be64(c.key()));
     } else if (query.status) {
         Cursor c(t, Db::by_status);
         const char s = static_cast<char>(*query.status);
@@ -106,11 +111,25 @@ Stats EngineCore::stats() {
     st.runs = t.count(Db::runs);
     st.timers = t.count(Db::timers);
     st.buffered_signals = t.count(Db::inbox);
+    // Ready and running runs are in the ready set (usually few): their
+    // records tell which. Every other status has its own range of by_status.
+    Cursor r(t, Db::ready);
+    for (bool ok = r.first(); ok; ok = r.next()) {
+        const std::uint64_t run = get_be64(r.key());
+        bool running = false;
+        try {
+            auto raw = t.get(Db::runs, run_key(run));
+            running = raw && decode_run_record(*raw, run).status == RunStatus::running;
+        } catch (const FormatError&) {
+            // Damaged: counted as ready, as the index says; `abide check` reports it.
+        }
+        ++(running ? st.running : st.ready);
+    }
     Cursor c(t, Db::by_status);
     for (bool ok = c.first(); ok; ok = c.next()) {
         switch (static_cast<RunStatus>(c.key()[0])) {
-            case RunStatus::ready: ++st.ready; break;
-            case RunStatus::running: ++st.running; break;
+            case RunStatus::ready:
+            case RunStatus::running: break;  // not kept here (verify reports such an entry)
             case RunStatus::waiting: ++st.waiting; break;
             case RunStatus::completed: ++st.completed; break;
             case RunStatus::failed: ++st.failed; break;

@@ -3,6 +3,7 @@
 #include "bytes.hpp"
 
 #include <abide/errors.hpp>
+#include <abide/types.hpp>
 #include <abide/version.hpp>
 
 #include <lmdb.h>
@@ -322,18 +323,33 @@ void Storage::check_format() {
         }
     }
     open_databases(fresh);
-    Txn txn = read();
-    auto meta = txn.get(Db::meta, "format");
-    if (!meta || meta->size() != format_magic.size() + 4 || meta->substr(0, format_magic.size()) != format_magic)
-        throw FormatError("abide.storage.foreign_file",
-                          "'" + path_ + "' has no abide format record; it is not an abide database. "
-                          "The file was not modified");
-    std::uint32_t version = get_be32(*meta, format_magic.size());
+    std::uint32_t version = 0;
+    {
+        Txn txn = read();
+        auto meta = txn.get(Db::meta, "format");
+        if (!meta || meta->size() != format_magic.size() + 4 || meta->substr(0, format_magic.size()) != format_magic)
+            throw FormatError("abide.storage.foreign_file",
+                              "'" + path_ + "' has no abide format record; it is not an abide database. "
+                              "The file was not modified");
+        version = get_be32(*meta, format_magic.size());
+    }
     if (version > journal_format_version)
         throw FormatError("abide.storage.newer_format",
                           "'" + path_ + "' has journal format " + std::to_string(version) +
                               " but this build of abide reads format " + std::to_string(journal_format_version) +
                               " at most; upgrade abide. The file was not modified");
+    if (version == 2 && read_only_)
+        throw FormatError("abide.storage.older_format",
+                          "'" + path_ + "' has journal format 2; this build reads format " +
+                              std::to_string(journal_format_version) +
+                              ". Open it once with an Engine (read-write), which upgrades it in place. "
+                              "The file was not modified");
+    if (version == 2) {
+        Txn txn = write();
+        upgrade_from_2(txn);
+        txn.commit();
+        return;
+    }
     if (version < journal_format_version)
         throw FormatError("abide.storage.older_format",
                           "'" + path_ + "' has journal format " + std::to_string(version) + ", written by an earlier abide "
@@ -341,6 +357,22 @@ void Storage::check_format() {
                               std::to_string(journal_format_version) +
                               ". Finish its runs with the build that wrote it, or start a new file. "
                               "The file was not modified");
+}
+
+void Storage::upgrade_from_2(Txn& txn) {
+    // Format 3 keeps ready and running runs only in the ready set, which
+    // format 2 also had; their by_status entries go. One transaction: a crash
+    // leaves the file at format 2, whole, and the next open upgrades it again.
+    auto executable = [](std::string_view key) {
+        return !key.empty() && (key[0] == static_cast<char>(RunStatus::ready) ||
+                                key[0] == static_cast<char>(RunStatus::running));
+    };
+    Cursor c(txn, Db::by_status);
+    if (c.seek(std::string(1, static_cast<char>(RunStatus::ready))))
+        while (executable(c.key())) c.del();  // del steps to the next entry (an empty key past the end)
+    std::string meta(format_magic);
+    put_be32(meta, journal_format_version);
+    txn.put(Db::meta, "format", meta);
 }
 
 void Storage::open_databases(bool create) {

@@ -10,7 +10,7 @@
 //   timers      deadline_us(8) run#(8) seq(4)     -> empty        (deadline order)
 //   ready       run#(8)                           -> empty        (status ready or running)
 //   waits       name 0 run#(8)                    -> empty        (status waiting, by what)
-//   by_status   status(1) run#(8)                 -> workflow name
+//   by_status   status(1) run#(8)                 -> workflow name (statuses other than ready, running)
 //   events      seq(8)                            -> Event
 // run# is internal and monotonic (creation order); ids users see are strings.
 //
@@ -146,6 +146,8 @@ private:
     void create_file(unsigned flags);
     void open_databases(bool create);
     void check_format();
+    /// Rewrites a format 2 file as format 3 inside `txn` (the caller commits).
+    void upgrade_from_2(Txn& txn);
     /// Closes and reopens the environment after MDB_PANIC (see Txn's constructor).
     void reopen_after_panic();
     unsigned dbi(Db db) const { return dbis_[static_cast<std::size_t>(db)]; }

@@ -103,9 +103,10 @@ TEST_CASE("a database of a newer or older format is refused and left untouched",
         define_approval(engine);
         (void)engine.start("approval", std::string("a"));
     }
+    // Format 2 is upgraded in place (see the next test); older ones are refused.
     const auto [step, id, advice] = GENERATE(table<int, std::string, std::string>(
         {{+1, "abide.storage.newer_format", "upgrade abide"},
-         {-1, "abide.storage.older_format", "Finish its runs with the build that wrote it"}}));
+         {-2, "abide.storage.older_format", "Finish its runs with the build that wrote it"}}));
     edit_value(dir.db(), "meta", "format", [step = step](std::string& v) { v.back() = static_cast<char>(v.back() + step); });
     const std::string before = file_bytes(dir.db());
     try {
@@ -116,6 +117,94 @@ TEST_CASE("a database of a newer or older format is refused and left untouched",
         CHECK_THAT(e.what(), Catch::Contains(advice));
     }
     CHECK(file_bytes(dir.db()) == before);
+}
+
+namespace {
+
+std::string status_key(RunStatus status, std::uint64_t run) { return std::string(1, static_cast<char>(status)) + be64(run); }
+
+/// Adds a by_status entry, as format 2 kept for ready and running runs.
+void add_status_entry(const std::filesystem::path& db, RunStatus status, std::uint64_t run) {
+    change_table(db, "by_status", [&](MDB_txn* txn, MDB_dbi dbi) {
+        const std::string key = status_key(status, run);
+        std::string workflow = "approval";
+        MDB_val k{key.size(), const_cast<char*>(key.data())}, v{workflow.size(), workflow.data()};
+        REQUIRE(mdb_put(txn, dbi, &k, &v, 0) == 0);
+    });
+}
+
+bool has_status_entry(const std::filesystem::path& db, RunStatus status, std::uint64_t run) {
+    bool found = false;
+    change_table(db, "by_status", [&](MDB_txn* txn, MDB_dbi dbi) {
+        const std::string key = status_key(status, run);
+        MDB_val k{key.size(), const_cast<char*>(key.data())}, v{};
+        found = mdb_get(txn, dbi, &k, &v) == 0;
+    });
+    return found;
+}
+
+std::uint32_t format_of(const std::filesystem::path& db) {
+    std::uint32_t version = 0;
+    edit_value(db, "meta", "format", [&](std::string& v) {
+        for (std::size_t i = v.size() - 4; i < v.size(); ++i) version = (version << 8) | static_cast<unsigned char>(v[i]);
+    });
+    return version;
+}
+
+}  // namespace
+
+TEST_CASE("a format 2 file is upgraded in place by the first engine that opens it", "[storage][format]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    park_two_runs(dir, clock);  // #1 and #2 wait
+    {
+        Engine engine(test::test_options(dir, clock));
+        define_approval(engine);
+        (void)engine.start("approval", std::string("c"), StartOptions{.run_id = "third"});  // #3, ready
+    }
+    // Format 2 also listed ready and running runs in by_status.
+    add_status_entry(dir.db(), RunStatus::ready, 3);
+    edit_value(dir.db(), "meta", "format", [](std::string& v) { v.back() = 2; });
+    REQUIRE(format_of(dir.db()) == 2);
+
+    // Read-only opens (verify, the abide command) cannot upgrade: refused, the file unchanged.
+    const std::string before = file_bytes(dir.db());
+    const VerifyReport refused = verify_database(dir.db());
+    CHECK(refused.unreadable);
+    CHECK_THAT(refused.to_json().dump(), Catch::Contains("Open it once with an Engine"));
+    CHECK(file_bytes(dir.db()) == before);
+
+    {
+        Engine engine(test::test_options(dir, clock));
+        define_approval(engine);
+        CHECK(engine.stats().ready == 1);
+        CHECK(engine.stats().waiting == 2);
+        CHECK(engine.list_runs({.status = RunStatus::ready}).size() == 1);
+        engine.poll();
+        CHECK(engine.stats().waiting == 3);
+    }
+    CHECK(format_of(dir.db()) == journal_format_version);
+    CHECK_FALSE(has_status_entry(dir.db(), RunStatus::ready, 3));
+    CHECK(has_status_entry(dir.db(), RunStatus::waiting, 3));
+    const VerifyReport report = verify_database(dir.db());
+    CHECK(report.ok());
+}
+
+TEST_CASE("verify reports a ready or running run listed in the status index", "[storage][format][verify]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    {
+        Engine engine(test::test_options(dir, clock));
+        define_approval(engine);
+        (void)engine.start("approval", std::string("a"), StartOptions{.run_id = "first"});  // #1, ready
+    }
+    REQUIRE(verify_database(dir.db()).ok());
+    CHECK_FALSE(has_status_entry(dir.db(), RunStatus::ready, 1));
+    const RunStatus listed = GENERATE(RunStatus::ready, RunStatus::running);
+    add_status_entry(dir.db(), listed, 1);
+    const VerifyReport report = verify_database(dir.db());
+    CHECK_FALSE(report.ok());
+    CHECK_THAT(report.to_json().dump(), Catch::Contains("a status only the ready set holds"));
 }
 
 TEST_CASE("a record under a damaged key fails its checksum, and verify names the run it belonged to",

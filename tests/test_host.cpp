@@ -125,6 +125,36 @@ TEST_CASE("start is durable and makes the run ready for the next poll", "[start]
     CHECK(wf.loads == 1);
 }
 
+TEST_CASE("list_runs and stats tell ready runs from running ones", "[start][queries]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Engine engine(test::test_options(dir, clock));
+    std::vector<std::string> seen_running;
+    Stats seen_stats;
+    engine.define("look", [&](Context& ctx, const std::string&) {
+        return ctx.step("look", [&] {
+            // Inside its step the run is running; the other run is still ready.
+            for (const RunInfo& r : engine.list_runs({.status = RunStatus::running})) seen_running.push_back(r.id);
+            seen_stats = engine.stats();
+            return 1;
+        });
+    });
+    engine.define("idle", [](Context& ctx, const std::string&) { return ctx.step("idle", [] { return 0; }); });
+    (void)engine.start("look", std::string("x"), StartOptions{.run_id = "looker"});
+    (void)engine.start("idle", std::string("y"), StartOptions{.run_id = "idler"});
+    CHECK(engine.list_runs({.status = RunStatus::ready}).size() == 2);
+    CHECK(engine.list_runs({.status = RunStatus::ready, .workflow = std::string("idle")}).size() == 1);
+    CHECK(engine.stats().ready == 2);
+    // One round takes both: inside it both are running.
+    engine.poll();
+    CHECK(seen_running == std::vector<std::string>{"looker", "idler"});
+    CHECK(seen_stats.running == 2);
+    CHECK(seen_stats.ready == 0);
+    CHECK(engine.stats().completed == 2);
+    CHECK(engine.list_runs({.status = RunStatus::completed}).size() == 2);
+    CHECK(engine.list_runs({.status = RunStatus::running}).empty());
+}
+
 TEST_CASE_METHOD(HostFixture, "starting a chosen run id again returns the existing run and writes nothing",
                  "[start][idempotency]") {
     auto first = engine.start("approval", std::string("T-1"), StartOptions{.run_id = "x"});
