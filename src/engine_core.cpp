@@ -231,9 +231,6 @@ std::optional<JournalEntry> EngineCore::park_or_wake(WriteContext& w, std::uint6
     ParkState state;
     state.kind = kind;
     state.name = park.name;
-    state.data = park.kind == EntryKind::step_retry
-                     ? json{{"attempt", park.attempt}, {"error", park.error_message}}.dump()
-                     : park.value;
     state.deadline_us = park.deadline_us;
     state.since_us = w.now_us;
     state.seq = park_seq;
@@ -245,7 +242,7 @@ std::optional<JournalEntry> EngineCore::park_or_wake(WriteContext& w, std::uint6
     Event e = event_for(park_events[static_cast<std::size_t>(kind)], record, park.name);
     if (kind == WaitKind::suspend) e.topic = park.name + "/" + record.id;
     if (park.deadline_us != 0) e.deadline = from_micros(park.deadline_us);
-    w.emit(std::move(e), state.data);
+    w.emit(std::move(e), wait_data(park));
 
     record.park = std::move(state);
     set_status(w, run, record, RunStatus::waiting);

@@ -59,6 +59,8 @@ public:
 
     // ---- reads (queries.cpp) ----
     std::optional<RunRecord> find_run(Txn& txn, std::string_view id, std::uint64_t* number = nullptr) const;
+    /// The public view of run #`run`, with its wait's data read from the journal.
+    RunInfo run_info(Txn& txn, std::uint64_t run, const RunRecord& record) const;
     std::optional<RunInfo> status(std::string_view run);
     std::vector<RunInfo> list_runs(const RunQuery& query);
     std::vector<Event> events(std::uint64_t after, std::size_t limit);

@@ -20,11 +20,27 @@ std::optional<RunRecord> EngineCore::find_run(Txn& txn, std::string_view id, std
     return decode_run_record(*raw, run);
 }
 
+RunInfo EngineCore::run_info(Txn& txn, std::uint64_t run, const RunRecord& record) const {
+    std::optional<JournalEntry> park;
+    if (record.park && record.status == RunStatus::waiting) {
+        // The wait's data lives in its park entry only (the record mirrors the rest).
+        const auto raw = txn.get(Db::journal, journal_key(run, record.park->seq));
+        if (!raw)
+            throw FormatError("abide.storage.corrupt",
+                              fmt::format("run '{}' waits at journal entry {}, which is missing; the file is "
+                                          "damaged. Run `abide check`",
+                                          record.id, record.park->seq));
+        park = decode_journal_entry(*raw, run, record.park->seq);
+    }
+    return to_run_info(record, park ? &*park : nullptr);
+}
+
 std::optional<RunInfo> EngineCore::status(std::string_view run) {
     Txn t = storage.read();
-    auto record = find_run(t, run);
+    std::uint64_t number = 0;
+    auto record = find_run(t, run, &number);
     if (!record) return std::nullopt;
-    return to_run_info(*record);
+    return run_info(t, number, *record);
 }
 
 json EngineCore::completed_output(std::string_view run) {
@@ -57,7 +73,7 @@ std::vector<RunInfo> EngineCore::list_runs(const RunQuery& query) {
         RunRecord record = decode_run_record(*raw, run);
         if (query.status && record.status != *query.status) return;
         if (query.workflow && record.workflow != *query.workflow) return;
-        out.push_back(to_run_info(record));
+        out.push_back(run_info(t, run, record));
     };
     if (query.waiting_for) {
         std::string prefix = *query.waiting_for;
@@ -151,7 +167,7 @@ Trace EngineCore::trace(std::string_view run_id) {
     auto record = find_run(t, run_id, &run);
     if (!record) throw UsageError("abide.run.unknown", fmt::format("no run '{}' exists; check the id", run_id));
     Trace trace;
-    trace.run = to_run_info(*record);
+    trace.run = run_info(t, run, *record);
     Cursor c(t, Db::journal);
     WaitKind last_wait{};
     for (bool ok = c.seek(journal_key(run, 0)); ok && get_be64(c.key()) == run; ok = c.next()) {

@@ -122,7 +122,7 @@ std::string encode(const RunRecord& run, std::uint64_t number) {
     if (run.park) {
         w.u8(static_cast<std::uint8_t>(run.park->kind));
         w.str(run.park->name);
-        w.str(run.park->data);
+        w.str({});  // formerly a copy of the wait's data; see docs/journal-format.md
         w.svarint(run.park->deadline_us);
         w.svarint(run.park->since_us);
         w.varint(run.park->seq);
@@ -161,7 +161,7 @@ RunRecord decode_run_record(std::string_view bytes, std::uint64_t run_number) {
         if (kind < 1 || kind > 4) r.fail("unknown wait kind " + std::to_string(kind));
         p.kind = static_cast<WaitKind>(kind);
         p.name = r.str();
-        p.data = r.str();
+        (void)r.str();  // a format 2 copy of the wait's data, read from the park entry instead
         p.deadline_us = time_field(r);
         p.since_us = time_field(r);
         p.seq = static_cast<std::uint32_t>(r.varint());
@@ -269,7 +269,13 @@ std::optional<std::uint64_t> signal_id_owner(std::string_view bytes) {
     }
 }
 
-RunInfo to_run_info(const RunRecord& run) {
+std::string wait_data(const JournalEntry& park) {
+    if (park.kind == EntryKind::step_retry)
+        return json{{"attempt", park.attempt}, {"error", park.error_message}}.dump();
+    return park.value;
+}
+
+RunInfo to_run_info(const RunRecord& run, const JournalEntry* park_entry) {
     RunInfo info;
     info.id = run.id;
     info.workflow = run.workflow;
@@ -283,7 +289,8 @@ RunInfo to_run_info(const RunRecord& run) {
         WaitInfo w;
         w.kind = run.park->kind;
         w.name = run.park->name;
-        w.data = run.park->data.empty() ? json::object() : json::parse(run.park->data);
+        const std::string data = park_entry ? wait_data(*park_entry) : std::string();
+        w.data = data.empty() ? json::object() : json::parse(data);
         if (run.park->deadline_us != 0) w.deadline = from_micros(run.park->deadline_us);
         w.since = from_micros(run.park->since_us);
         info.waiting = std::move(w);

@@ -63,12 +63,17 @@ struct JournalEntry {
 std::string encode(const JournalEntry&, std::uint64_t run, std::uint32_t seq);
 JournalEntry decode_journal_entry(std::string_view bytes, std::uint64_t run, std::uint32_t seq);
 
+/// What a park entry shows while the run waits (RunInfo::waiting.data, the
+/// park's event data), as JSON text: the wait's metadata or suspend data, or
+/// for a retry's backoff the attempt and its error.
+std::string wait_data(const JournalEntry& park);
+
 /// The run's current park, mirrored from its last journal entry so that
-/// queries and signal delivery need not read the journal.
+/// signal delivery and timers need not read the journal. The wait's data is
+/// not mirrored (it can be large): queries read it from the park entry.
 struct ParkState {
     WaitKind kind{};
     std::string name;
-    std::string data;            // JSON text: wait metadata or suspend data
     std::int64_t deadline_us = 0;  // 0: none
     std::int64_t since_us = 0;
     std::uint32_t seq = 0;       // journal position of the park entry
@@ -130,7 +135,8 @@ std::optional<std::uint64_t> signal_id_owner(std::string_view bytes);
 std::string encode_event(const Event&, std::uint64_t seq, std::string_view data_json = {});
 Event decode_event(std::string_view bytes, std::uint64_t seq);
 
-/// Public view of a stored run.
-RunInfo to_run_info(const RunRecord&);
+/// Public view of a stored run; `park_entry`: its park's journal entry when
+/// it waits (for the wait's data).
+RunInfo to_run_info(const RunRecord&, const JournalEntry* park_entry);
 
 }  // namespace abide::detail

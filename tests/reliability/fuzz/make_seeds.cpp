@@ -91,7 +91,7 @@ void write_records(const fs::path& dir) {
     waiting.updated_us = t0 + 2000;
     waiting.input = R"("T-1001")";
     waiting.journal_len = 2;
-    waiting.park = ParkState{WaitKind::signal, "refund_decision", R"({"amount":4900})", wait.deadline_us, t0 + 2000, 1};
+    waiting.park = ParkState{WaitKind::signal, "refund_decision", wait.deadline_us, t0 + 2000, 1};
     write_record(dir, "run-waiting", run_record, encode(waiting, run_number));
 
     RunRecord failed_run = waiting;
