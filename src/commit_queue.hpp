@@ -40,10 +40,11 @@ public:
         : txn(transaction), now_us(now), keep_events_(keep_events) {}
     Txn& txn;
     const std::int64_t now_us;
-    /// Appends to the durable event log (stamped now); returns its seq.
-    /// `data_json`, when given, is the event's data as JSON text (stored as is,
-    /// so callers holding text need not parse it); otherwise event.data is used.
-    std::uint64_t emit(Event event, std::string_view data_json = {});
+    /// Appends an event of run #`run` to the durable event log (stamped now);
+    /// returns its seq. `data_json`, when given, is the event's data as JSON
+    /// text (stored as is, so callers holding text need not parse it);
+    /// otherwise event.data is used.
+    std::uint64_t emit(std::uint64_t run, Event event, std::string_view data_json = {});
     std::vector<Event> take_events() { return std::move(events_); }
 
 private:

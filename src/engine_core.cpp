@@ -152,8 +152,9 @@ Event wake_event(Event base, WaitKind parked_on, const JournalEntry& wake) {
 
 }  // namespace
 
-void EngineCore::emit_wake(WriteContext& w, const RunRecord& record, WaitKind parked_on, const JournalEntry& wake) {
-    w.emit(wake_event(event_for({}, record, wake.name), parked_on, wake),
+void EngineCore::emit_wake(WriteContext& w, std::uint64_t run, const RunRecord& record, WaitKind parked_on,
+                           const JournalEntry& wake) {
+    w.emit(run, wake_event(event_for({}, record, wake.name), parked_on, wake),
            wake.reason == WakeReason::payload ? std::string_view(wake.value) : std::string_view());
 }
 
@@ -161,7 +162,7 @@ void EngineCore::wake_parked(WriteContext& w, std::uint64_t run, RunRecord& reco
     const ParkState park = *record.park;
     wake.name = park.name;
     if (wake.started_us == 0) wake.started_us = wake.finished_us = w.now_us;
-    if (wake.reason != WakeReason::cancelled) emit_wake(w, record, park.kind, wake);
+    if (wake.reason != WakeReason::cancelled) emit_wake(w, run, record, park.kind, wake);
     append_journal(w, run, record, wake);
     clear_park(w, run, record);
     set_status(w, run, record, RunStatus::ready);
@@ -186,7 +187,7 @@ std::optional<JournalEntry> EngineCore::take_buffered(WriteContext& w, std::uint
             } catch (const std::exception& e) {
                 Event rejected = event_for(EventType::signal_rejected, record, std::string(name));
                 rejected.data = json{{"error", e.what()}, {"signal_id", buffered.signal_id}};
-                w.emit(std::move(rejected));
+                w.emit(run, std::move(rejected));
                 continue;
             }
         }
@@ -219,13 +220,13 @@ std::optional<JournalEntry> EngineCore::park_or_wake(WriteContext& w, std::uint6
     }
     if (park.kind == EntryKind::wait) {
         if (auto buffered = take_buffered(w, run, record, park.wait_kind, park.name)) {
-            emit_wake(w, record, kind, *buffered);
+            emit_wake(w, run, record, kind, *buffered);
             return buffered;
         }
     }
     if (park.deadline_us != 0 && park.deadline_us <= w.now_us) {
         wake.reason = park.kind == EntryKind::wait ? WakeReason::timeout : WakeReason::timer;
-        emit_wake(w, record, kind, wake);
+        emit_wake(w, run, record, kind, wake);
         return wake;
     }
     ParkState state;
@@ -242,7 +243,7 @@ std::optional<JournalEntry> EngineCore::park_or_wake(WriteContext& w, std::uint6
     Event e = event_for(park_events[static_cast<std::size_t>(kind)], record, park.name);
     if (kind == WaitKind::suspend) e.topic = park.name + "/" + record.id;
     if (park.deadline_us != 0) e.deadline = from_micros(park.deadline_us);
-    w.emit(std::move(e), wait_data(park));
+    w.emit(run, std::move(e), wait_data(park));
 
     record.park = std::move(state);
     set_status(w, run, record, RunStatus::waiting);
@@ -258,7 +259,7 @@ void EngineCore::drop_inbox(WriteContext& w, std::uint64_t run, const RunRecord&
         std::string_view rest = std::string_view(key).substr(prefix.size() + 1);
         Event e = event_for(EventType::signal_dropped, record, std::string(rest.substr(0, rest.find('\0'))));
         e.data = json{{"payload", parse_or_null(buffered.payload)}, {"signal_id", buffered.signal_id}};
-        w.emit(std::move(e));
+        w.emit(run, std::move(e));
         w.txn.del(Db::inbox, key);
     }
 }
@@ -283,11 +284,11 @@ void EngineCore::apply_request(WriteContext& w, const RunInstance& instance, Out
             if (record.status == RunStatus::ready) set_status(w, run, record, RunStatus::running);
             // The result itself is in the journal (trace); the event names the step.
             if (req.entry.kind == EntryKind::step_ok) {
-                w.emit(event_for(EventType::step_completed, record, req.entry.name));
+                w.emit(run, event_for(EventType::step_completed, record, req.entry.name));
             } else if (req.entry.kind == EntryKind::step_error) {
                 Event e = event_for(EventType::step_failed, record, req.entry.name);
                 e.data = json{{"type", req.entry.error_type}, {"message", req.entry.error_message}};
-                w.emit(std::move(e));
+                w.emit(run, std::move(e));
             }
             record.attempts = 0;  // progress: this execution was not cut short
             put_run(w, run, record);
@@ -328,7 +329,7 @@ void EngineCore::apply_request(WriteContext& w, const RunInstance& instance, Out
             Event e = event_for(finish_events[static_cast<std::size_t>(req.final_status)], record);
             if (req.error)
                 e.data = json{{"id", req.error->id}, {"type", req.error->type}, {"message", req.error->message}};
-            w.emit(std::move(e), req.final_status == RunStatus::completed ? std::string_view(req.output)
+            w.emit(run, std::move(e), req.final_status == RunStatus::completed ? std::string_view(req.output)
                                                                           : std::string_view());
             record.attempts = 0;
             put_run(w, run, record);
@@ -387,7 +388,7 @@ void EngineCore::apply_start(WriteContext& w, const PreparedStart& p, RunHandle&
     record.input = p.text;
     w.txn.put(Db::run_ids, record.id, run_key(run));
     w.txn.put(Db::ready, run_key(run), {});
-    w.emit(event_for(EventType::started, record));  // the input is in the run record
+    w.emit(run, event_for(EventType::started, record));  // the input is in the run record
     put_run(w, run, record);
 }
 
@@ -523,7 +524,7 @@ void EngineCore::apply_signal(WriteContext& w, const PreparedSignal& p, SignalRe
     }
     Event e = event_for(EventType::signal_buffered, *record, name);
     if (req.kind == WaitKind::suspend) e.topic = name + "/" + record->id;
-    const std::uint64_t seq = w.emit(std::move(e), p.text);
+    const std::uint64_t seq = w.emit(run, std::move(e), p.text);
     std::string key = inbox_prefix(run, req.kind, name);
     put_be64(key, seq);
     w.txn.put(Db::inbox, key, encode(InboxEntry{req.signal_id, p.text, w.now_us, p.validated}, key));
@@ -593,7 +594,7 @@ CancelResult EngineCore::cancel(std::string_view run_id, std::string_view reason
         record->cancel_reason = reason;
         Event e = event_for(EventType::cancel_requested, *record);
         e.data = json{{"reason", reason}};
-        w.emit(std::move(e));
+        w.emit(run, std::move(e));
         if (record->status == RunStatus::waiting) {
             JournalEntry wake;
             wake.kind = EntryKind::wake;
@@ -627,7 +628,7 @@ void EngineCore::make_ready_again(std::string_view run_id, RunStatus from, std::
         record->error.reset();
         reset(*record);
         set_status(w, run, *record, RunStatus::ready);
-        w.emit(event_for(event, *record));
+        w.emit(run, event_for(event, *record));
         put_run(w, run, *record);
     });
 }
@@ -992,7 +993,7 @@ void EngineCore::count_attempts(Claim& claim, std::set<std::uint64_t>& skip) {
             set_status(w, run, record, RunStatus::quarantined);
             Event e = event_for(EventType::quarantined, record);
             e.data = json{{"attempts", record.attempts}, {"message", record.error->message}};
-            w.emit(std::move(e));
+            w.emit(run, std::move(e));
             put_run(w, run, record);
         }
     });

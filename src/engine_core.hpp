@@ -106,7 +106,8 @@ private:
     void wake_parked(WriteContext& w, std::uint64_t run, RunRecord& record, JournalEntry wake);
     void clear_park(WriteContext& w, std::uint64_t run, RunRecord& record);
     /// The event that says how a park ended (payloads go in as text).
-    void emit_wake(WriteContext& w, const RunRecord& record, WaitKind parked_on, const JournalEntry& wake);
+    void emit_wake(WriteContext& w, std::uint64_t run, const RunRecord& record, WaitKind parked_on,
+                   const JournalEntry& wake);
     void set_status(WriteContext& w, std::uint64_t run, RunRecord& record, RunStatus status);
     void put_run(WriteContext& w, std::uint64_t run, RunRecord& record);
     void append_journal(WriteContext& w, std::uint64_t run, RunRecord& record, const JournalEntry& entry);

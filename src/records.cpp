@@ -2,8 +2,13 @@
 
 #include "bytes.hpp"
 #include "keys.hpp"
+#include "storage.hpp"
 
 #include <abide/errors.hpp>
+
+#include <memory>
+#include <tuple>
+#include <unordered_map>
 
 namespace abide::detail {
 
@@ -197,14 +202,13 @@ InboxEntry decode_inbox_entry(std::string_view bytes, std::string_view key) {
     return e;
 }
 
-std::string encode_event(const Event& ev, std::uint64_t seq, std::string_view data_json) {
-    ByteWriter w(record_version);
+std::string encode_event(const Event& ev, std::uint64_t run, std::uint64_t seq, std::string_view data_json) {
+    ByteWriter w(event_record_version);
     w.u8(static_cast<std::uint8_t>(ev.type));
     w.svarint(to_micros(ev.at));
-    w.str(ev.run_id);
-    w.str(ev.workflow);
+    w.varint(run);
     w.str(ev.name);
-    w.str(ev.topic);
+    w.u8(ev.topic.empty() ? 0 : 1);
     if (!data_json.empty())
         w.str(data_json);
     else
@@ -213,19 +217,33 @@ std::string encode_event(const Event& ev, std::uint64_t seq, std::string_view da
     return std::move(w).finish(event_key(seq));
 }
 
-Event decode_event(std::string_view bytes, std::uint64_t seq) {
+Event decode_event(std::string_view bytes, std::uint64_t seq, const RunNames& names, std::uint64_t* run) {
     ByteReader r(bytes, event_key(seq), [seq] { return "event " + std::to_string(seq); });
-    check_version(r);
+    if (r.version() != record_version && r.version() != event_record_version)
+        r.fail("event layout " + std::to_string(r.version()) + ", this build reads " + std::to_string(record_version) +
+               " and " + std::to_string(event_record_version));
+    const bool by_number = r.version() == event_record_version;
     Event ev;
     ev.seq = seq;
     const std::uint8_t type = r.u8();
     if (type < 1 || type > static_cast<std::uint8_t>(EventType::released)) r.fail("unknown event type " + std::to_string(type));
     ev.type = static_cast<EventType>(type);
     ev.at = from_micros(time_field(r));
-    ev.run_id = r.str();
-    ev.workflow = r.str();
-    ev.name = r.str();
-    ev.topic = r.str();
+    if (by_number) {
+        const std::uint64_t number = r.varint();
+        if (run) *run = number;
+        ev.name = r.str();
+        const std::uint8_t topic = r.u8();
+        if (topic > 1) r.fail("unknown topic flag " + std::to_string(topic));
+        std::tie(ev.run_id, ev.workflow) = names(number);
+        if (topic) ev.topic = ev.name + "/" + ev.run_id;
+    } else {
+        if (run) *run = 0;
+        ev.run_id = r.str();
+        ev.workflow = r.str();
+        ev.name = r.str();
+        ev.topic = r.str();
+    }
     std::string_view data = r.str();
     if (!data.empty()) {
         try {
@@ -238,6 +256,20 @@ Event decode_event(std::string_view bytes, std::uint64_t seq) {
     if (deadline != 0) ev.deadline = from_micros(deadline);
     if (!r.at_end()) r.fail("trailing bytes");
     return ev;
+}
+
+RunNames run_names_in(const Txn& txn) {
+    auto known = std::make_shared<std::unordered_map<std::uint64_t, std::pair<std::string, std::string>>>();
+    return [&txn, known](std::uint64_t run) {
+        if (auto it = known->find(run); it != known->end()) return it->second;
+        const auto raw = txn.get(Db::runs, run_key(run));
+        if (!raw)
+            throw FormatError("abide.storage.corrupt",
+                              "an event names run #" + std::to_string(run) +
+                                  ", which does not exist; the file is damaged. Run `abide check`");
+        RunRecord record = decode_run_record(*raw, run);
+        return known->emplace(run, std::pair{std::move(record.id), std::move(record.workflow)}).first->second;
+    };
 }
 
 std::string encode_signal_id(SignalIdMark mark, std::uint64_t run, std::string_view signal_id) {

@@ -6,6 +6,7 @@
 #include <abide/types.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -131,9 +132,24 @@ SignalIdMark decode_signal_id(std::string_view bytes, std::uint64_t run, std::st
 /// checksum (for naming the run in a report); nullopt if unreadable.
 std::optional<std::uint64_t> signal_id_owner(std::string_view bytes);
 
-/// `data_json` overrides event.data when not empty.
-std::string encode_event(const Event&, std::uint64_t seq, std::string_view data_json = {});
-Event decode_event(std::string_view bytes, std::uint64_t seq);
+/// Events are written in layout 3: the run is named by its number, not by
+/// its id and workflow name, which every event used to repeat (layout 2,
+/// still read). A topic is a flag: it is always "{name}/{run_id}".
+inline constexpr std::uint8_t event_record_version = 3;
+
+/// `run`: the run's number; `data_json` overrides event.data when not empty.
+std::string encode_event(const Event&, std::uint64_t run, std::uint64_t seq, std::string_view data_json = {});
+
+/// A run's id and workflow name by its number, for decoding events; throws
+/// FormatError if there is no such run.
+using RunNames = std::function<std::pair<std::string, std::string>(std::uint64_t run)>;
+/// `run`, if given, receives the run's number (0 for a layout 2 event, which
+/// holds the id instead).
+Event decode_event(std::string_view bytes, std::uint64_t seq, const RunNames& names, std::uint64_t* run = nullptr);
+
+class Txn;
+/// RunNames reading run records in `txn`, each run once.
+RunNames run_names_in(const Txn& txn);
 
 /// Public view of a stored run; `park_entry`: its park's journal entry when
 /// it waits (for the wait's data).

@@ -338,15 +338,16 @@ void Storage::check_format() {
                           "'" + path_ + "' has journal format " + std::to_string(version) +
                               " but this build of abide reads format " + std::to_string(journal_format_version) +
                               " at most; upgrade abide. The file was not modified");
-    if (version == 2 && read_only_)
+    const bool upgradable = version >= 2 && version < journal_format_version;
+    if (upgradable && read_only_)
         throw FormatError("abide.storage.older_format",
-                          "'" + path_ + "' has journal format 2; this build reads format " +
+                          "'" + path_ + "' has journal format " + std::to_string(version) + "; this build reads format " +
                               std::to_string(journal_format_version) +
                               ". Open it once with an Engine (read-write), which upgrades it in place. "
                               "The file was not modified");
-    if (version == 2) {
+    if (upgradable) {
         Txn txn = write();
-        upgrade_from_2(txn);
+        upgrade(txn, version);
         txn.commit();
         return;
     }
@@ -359,10 +360,20 @@ void Storage::check_format() {
                               "The file was not modified");
 }
 
-void Storage::upgrade_from_2(Txn& txn) {
+void Storage::upgrade(Txn& txn, std::uint32_t from) {
+    // One transaction: a crash leaves the file at its old format, whole, and
+    // the next open upgrades it again.
+    // Format 4 writes events in layout 3 (the run by number); layout 2 events
+    // stay as they are and are still read: nothing to rewrite.
+    if (from <= 2) drop_executable_statuses(txn);
+    std::string meta(format_magic);
+    put_be32(meta, journal_format_version);
+    txn.put(Db::meta, "format", meta);
+}
+
+void Storage::drop_executable_statuses(Txn& txn) {
     // Format 3 keeps ready and running runs only in the ready set, which
-    // format 2 also had; their by_status entries go. One transaction: a crash
-    // leaves the file at format 2, whole, and the next open upgrades it again.
+    // format 2 also had; their by_status entries go.
     auto executable = [](std::string_view key) {
         return !key.empty() && (key[0] == static_cast<char>(RunStatus::ready) ||
                                 key[0] == static_cast<char>(RunStatus::running));
@@ -370,9 +381,6 @@ void Storage::upgrade_from_2(Txn& txn) {
     Cursor c(txn, Db::by_status);
     if (c.seek(std::string(1, static_cast<char>(RunStatus::ready))))
         while (executable(c.key())) c.del();  // del steps to the next entry (an empty key past the end)
-    std::string meta(format_magic);
-    put_be32(meta, journal_format_version);
-    txn.put(Db::meta, "format", meta);
 }
 
 void Storage::open_databases(bool create) {

@@ -146,8 +146,10 @@ private:
     void create_file(unsigned flags);
     void open_databases(bool create);
     void check_format();
-    /// Rewrites a format 2 file as format 3 inside `txn` (the caller commits).
-    void upgrade_from_2(Txn& txn);
+    /// Rewrites a file of format `from` (2 or later) as this build's format,
+    /// inside `txn` (the caller commits).
+    void upgrade(Txn& txn, std::uint32_t from);
+    void drop_executable_statuses(Txn& txn);
     /// Closes and reopens the environment after MDB_PANIC (see Txn's constructor).
     void reopen_after_panic();
     unsigned dbi(Db db) const { return dbis_[static_cast<std::size_t>(db)]; }

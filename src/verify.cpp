@@ -252,22 +252,27 @@ private:
             const std::string_view key = inbox.key();
             const std::uint64_t run = key.size() >= 8 ? get_be64(key) : 0;
             std::set<std::uint64_t> named{run};  // to name if damaged: the key's run, the event's
+            std::uint64_t announced_number = 0;    // layout 3 events name it
             try {
                 if (key.size() < 8 + 1 + 1 + 8 || key[key.size() - 9] != '\0')
                     throw FormatError("abide.storage.corrupt", "a buffered signal's key is malformed");
                 const std::string_view name = key.substr(9, key.size() - 18);
                 const auto event = t.get(Db::events, key.substr(key.size() - 8));
                 if (!event) throw FormatError("abide.storage.corrupt", "a buffered signal's key names no event");
-                const Event e = decode_event(*event, get_be64(key, key.size() - 8));
-                // The id index gives the announced run's number (checked on its own by check_runs).
-                const auto announced = t.get(Db::run_ids, e.run_id);
-                const bool found = announced && announced->size() == 8;
-                if (found) named.insert(get_be64(*announced));
+                const Event e = decode_event(*event, get_be64(key, key.size() - 8), names(), &announced_number);
+                if (announced_number == 0) {
+                    // A layout 2 event names the run by id: the id index gives its number
+                    // (checked on its own by check_runs).
+                    const auto announced = t.get(Db::run_ids, e.run_id);
+                    if (announced && announced->size() == 8) announced_number = get_be64(*announced);
+                }
+                if (announced_number != 0) named.insert(announced_number);
                 (void)decode_inbox_entry(inbox.value(), key);
-                if (!found || get_be64(*announced) != run || e.type != EventType::signal_buffered || e.name != name)
+                if (announced_number != run || e.type != EventType::signal_buffered || e.name != name)
                     throw FormatError("abide.storage.corrupt",
                                       "a buffered signal's key does not match the event that announced it");
             } catch (const FormatError& e) {
+                if (announced_number != 0) named.insert(announced_number);
                 for (const std::uint64_t n : named) run_problem(n, e.what());
             }
         }
@@ -304,11 +309,23 @@ private:
                 problem(fmt::format("the event log: event {} follows event {} (a damaged key)", seq, expected - 1));
             expected = seq + 1;
             try {
-                (void)decode_event(events.value(), events.key().size() == 8 ? get_be64(events.key()) : 0);
+                (void)decode_event(events.value(), events.key().size() == 8 ? get_be64(events.key()) : 0, names());
             } catch (const FormatError& e) {
                 problem(e.what());
             }
         }
+    }
+
+    /// Names for decoding events: the runs check_runs read. An event naming
+    /// another run (missing or damaged) is a problem of the event log.
+    RunNames names() const {
+        return [this](std::uint64_t run) {
+            const auto it = known_.find(run);
+            if (it == known_.end())
+                throw FormatError("abide.storage.corrupt",
+                                  fmt::format("an event names run #{}, which does not exist or is damaged", run));
+            return std::pair<std::string, std::string>{it->second, std::string()};
+        };
     }
 
     int fd_;

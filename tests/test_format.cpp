@@ -103,15 +103,15 @@ TEST_CASE("a database of a newer or older format is refused and left untouched",
         define_approval(engine);
         (void)engine.start("approval", std::string("a"));
     }
-    // Format 2 is upgraded in place (see the next test); older ones are refused.
-    const auto [step, id, advice] = GENERATE(table<int, std::string, std::string>(
-        {{+1, "abide.storage.newer_format", "upgrade abide"},
-         {-2, "abide.storage.older_format", "Finish its runs with the build that wrote it"}}));
-    edit_value(dir.db(), "meta", "format", [step = step](std::string& v) { v.back() = static_cast<char>(v.back() + step); });
+    // Formats 2 and later are upgraded in place (see the next test); format 1 is refused.
+    const auto [version, id, advice] = GENERATE(table<unsigned, std::string, std::string>(
+        {{journal_format_version + 1, "abide.storage.newer_format", "upgrade abide"},
+         {1, "abide.storage.older_format", "Finish its runs with the build that wrote it"}}));
+    edit_value(dir.db(), "meta", "format", [version = version](std::string& v) { v.back() = static_cast<char>(version); });
     const std::string before = file_bytes(dir.db());
     try {
         Engine engine(test::test_options(dir, clock));
-        FAIL("a database of format " << journal_format_version + step << " was opened");
+        FAIL("a database of format " << version << " was opened");
     } catch (const FormatError& e) {
         CHECK(e.id() == id);
         CHECK_THAT(e.what(), Catch::Contains(advice));
@@ -153,7 +153,7 @@ std::uint32_t format_of(const std::filesystem::path& db) {
 
 }  // namespace
 
-TEST_CASE("a format 2 file is upgraded in place by the first engine that opens it", "[storage][format]") {
+TEST_CASE("a format 2 or 3 file is upgraded in place by the first engine that opens it", "[storage][format]") {
     test::TempDir dir;
     test::ManualClock clock;
     park_two_runs(dir, clock);  // #1 and #2 wait
@@ -162,10 +162,12 @@ TEST_CASE("a format 2 file is upgraded in place by the first engine that opens i
         define_approval(engine);
         (void)engine.start("approval", std::string("c"), StartOptions{.run_id = "third"});  // #3, ready
     }
-    // Format 2 also listed ready and running runs in by_status.
-    add_status_entry(dir.db(), RunStatus::ready, 3);
-    edit_value(dir.db(), "meta", "format", [](std::string& v) { v.back() = 2; });
-    REQUIRE(format_of(dir.db()) == 2);
+    const std::uint32_t old_format = GENERATE(2u, 3u);
+    // Format 2 also listed ready and running runs in by_status. (Its events,
+    // of an older layout, are read as they are: test_records.cpp.)
+    if (old_format == 2) add_status_entry(dir.db(), RunStatus::ready, 3);
+    edit_value(dir.db(), "meta", "format", [&](std::string& v) { v.back() = static_cast<char>(old_format); });
+    REQUIRE(format_of(dir.db()) == old_format);
 
     // Read-only opens (verify, the abide command) cannot upgrade: refused, the file unchanged.
     const std::string before = file_bytes(dir.db());

@@ -54,8 +54,11 @@ struct InboxCodec {
 struct EventCodec {
     static constexpr std::string_view name = "event";
     static std::string key() { return event_key(event_seq).str(); }
-    static Event decode(std::string_view b) { return decode_event(b, event_seq); }
-    static std::string encode(const Event& e) { return encode_event(e, event_seq); }
+    /// Every run number has the same names, so that re-encoding (under
+    /// run_number) and decoding again is stable.
+    static std::pair<std::string, std::string> names(std::uint64_t) { return {"fuzz-run", "fuzz-workflow"}; }
+    static Event decode(std::string_view b) { return decode_event(b, event_seq, names); }
+    static std::string encode(const Event& e) { return encode_event(e, run_number, event_seq); }
 };
 struct SignalIdCodec {
     static constexpr std::string_view name = "signal id";

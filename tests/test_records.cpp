@@ -1,0 +1,100 @@
+// Stored record layouts that older files hold and this build must still read.
+#include "bytes.hpp"
+#include "keys.hpp"
+#include "records.hpp"
+
+#include <abide/errors.hpp>
+
+#include <catch2/catch.hpp>
+
+using namespace abide;
+using namespace abide::detail;
+
+namespace {
+
+constexpr std::uint64_t seq = 41;
+constexpr std::uint64_t run = 7;
+constexpr std::int64_t at_us = 1'790'000'000'000'000;
+
+std::pair<std::string, std::string> names_of_run_7(std::uint64_t number) {
+    if (number != run) throw FormatError("abide.storage.corrupt", "no such run");
+    return {"refund-T-1001", "refund_review"};
+}
+
+Event suspended_event() {
+    Event e;
+    e.type = EventType::suspended;
+    e.at = from_micros(at_us);
+    e.run_id = "refund-T-1001";
+    e.workflow = "refund_review";
+    e.name = "approve";
+    e.topic = "approve/refund-T-1001";
+    e.data = json{{"amount", 4900}};
+    e.deadline = from_micros(at_us + 3'600'000'000);
+    return e;
+}
+
+void check_same(const Event& got, const Event& want) {
+    CHECK(got.seq == seq);
+    CHECK(got.type == want.type);
+    CHECK(got.at == want.at);
+    CHECK(got.run_id == want.run_id);
+    CHECK(got.workflow == want.workflow);
+    CHECK(got.name == want.name);
+    CHECK(got.topic == want.topic);
+    CHECK(got.data == want.data);
+    CHECK(got.deadline == want.deadline);
+}
+
+}  // namespace
+
+TEST_CASE("an event names its run by number, and decodes with the run's id and workflow", "[storage][records]") {
+    const Event e = suspended_event();
+    const std::string bytes = encode_event(e, run, seq);
+    CHECK(bytes.find("refund-T-1001") == std::string::npos);  // neither the id nor the topic is stored
+    CHECK(bytes.find("refund_review") == std::string::npos);
+    std::uint64_t number = 0;
+    check_same(decode_event(bytes, seq, names_of_run_7, &number), e);
+    CHECK(number == run);
+
+    // The run's names come from its record: an event of a missing run is an error.
+    const std::string other = encode_event(e, run + 1, seq);
+    CHECK_THROWS_AS(decode_event(other, seq, names_of_run_7), FormatError);
+}
+
+TEST_CASE("an event of layout 2 (a format 2 file) still decodes", "[storage][records]") {
+    // Layout 2: the id, workflow and topic as strings.
+    const Event e = suspended_event();
+    ByteWriter w(2);
+    w.u8(static_cast<std::uint8_t>(e.type));
+    w.svarint(at_us);
+    w.str(e.run_id);
+    w.str(e.workflow);
+    w.str(e.name);
+    w.str(e.topic);
+    w.str(e.data.dump());
+    w.svarint(at_us + 3'600'000'000);
+    const std::string bytes = std::move(w).finish(event_key(seq));
+    auto no_lookup = [](std::uint64_t) -> std::pair<std::string, std::string> {
+        FAIL("a layout 2 event looked its run up");
+        return {};
+    };
+    std::uint64_t number = 99;
+    check_same(decode_event(bytes, seq, no_lookup, &number), e);
+    CHECK(number == 0);
+
+    // The layout that replaces it is smaller by the names it no longer repeats.
+    CHECK(encode_event(e, run, seq).size() + e.run_id.size() + e.workflow.size() < bytes.size());
+}
+
+TEST_CASE("an event of an unknown layout is refused", "[storage][records]") {
+    ByteWriter w(4);
+    w.u8(static_cast<std::uint8_t>(EventType::completed));
+    const std::string future = std::move(w).finish(event_key(seq));
+    try {
+        (void)decode_event(future, seq, names_of_run_7);
+        FAIL("layout 4 decoded");
+    } catch (const FormatError& e) {
+        CHECK_THAT(e.what(), Catch::Contains("event layout 4"));
+    }
+}
