@@ -106,7 +106,7 @@ void EngineCore::set_status(WriteContext& w, std::uint64_t run, RunRecord& recor
 }
 
 void EngineCore::append_journal(WriteContext& w, std::uint64_t run, RunRecord& record, const JournalEntry& entry) {
-    w.txn.put(Db::journal, journal_key(run, record.journal_len), encode(entry, run, record.journal_len));
+    w.txn.put(Db::journal, journal_key(run, record.journal_len), encode(entry, run, record.journal_len, record.created_us));
     ++record.journal_len;
 }
 
@@ -916,7 +916,7 @@ EngineCore::Claim EngineCore::load_claimed(const std::vector<std::uint64_t>& can
                      more && get_be64(j.key()) == run; more = j.next()) {
                     const std::uint32_t seq = get_be32(j.key(), 8);
                     if (seq >= record.journal_len) break;
-                    entries.push_back(decode_journal_entry(j.value(), run, seq));
+                    entries.push_back(decode_journal_entry(j.value(), run, seq, record.created_us));
                 }
                 if (!instance) instance = std::make_unique<RunInstance>(*this, *def, run, record);
                 instance->append_committed(std::move(entries));
@@ -979,7 +979,7 @@ void EngineCore::count_attempts(Claim& claim, std::set<std::uint64_t>& skip) {
             if (record.journal_len > 0) {
                 auto last = w.txn.get(Db::journal, journal_key(run, record.journal_len - 1));
                 if (last) {
-                    const JournalEntry e = decode_journal_entry(*last, run, record.journal_len - 1);
+                    const JournalEntry e = decode_journal_entry(*last, run, record.journal_len - 1, record.created_us);
                     where = fmt::format("after journal entry {} ({} '{}')", record.journal_len - 1, to_string(e.kind),
                                         e.name);
                 }

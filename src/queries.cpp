@@ -30,7 +30,7 @@ RunInfo EngineCore::run_info(Txn& txn, std::uint64_t run, const RunRecord& recor
                               fmt::format("run '{}' waits at journal entry {}, which is missing; the file is "
                                           "damaged. Run `abide check`",
                                           record.id, record.park->seq));
-        park = decode_journal_entry(*raw, run, record.park->seq);
+        park = decode_journal_entry(*raw, run, record.park->seq, record.created_us);
     }
     return to_run_info(record, park ? &*park : nullptr);
 }
@@ -171,7 +171,7 @@ Trace EngineCore::trace(std::string_view run_id) {
     WaitKind last_wait{};
     for (bool ok = c.seek(journal_key(run, 0)); ok && get_be64(c.key()) == run; ok = c.next()) {
         const std::uint32_t seq = get_be32(c.key(), 8);
-        JournalEntry e = decode_journal_entry(c.value(), run, seq);
+        JournalEntry e = decode_journal_entry(c.value(), run, seq, record->created_us);
         TraceEntry te;
         te.seq = seq;
         te.name = e.name;

@@ -65,27 +65,29 @@ std::string_view to_string(WakeReason r) {
     return "unknown";
 }
 
-std::string encode(const JournalEntry& e, std::uint64_t run, std::uint32_t seq) {
-    ByteWriter w(record_version);
-    w.u8(static_cast<std::uint8_t>(e.kind));
-    w.u8(static_cast<std::uint8_t>(e.wait_kind));
-    w.u8(static_cast<std::uint8_t>(e.reason));
-    w.str(e.name);
-    w.str(e.value);
-    w.str(e.error_type);
-    w.str(e.error_message);
-    w.str(e.signal_id);
-    w.varint(e.attempt);
-    w.svarint(e.started_us);
-    w.svarint(e.finished_us - e.started_us);
-    w.svarint(e.deadline_us);
-    return std::move(w).finish(journal_key(run, seq));
+namespace {
+
+/// Layout 3 of a journal entry names which optional fields follow, a bit each.
+enum JournalFields : std::uint8_t {
+    has_wait_kind = 1,
+    has_reason = 2,
+    has_error = 4,
+    has_signal_id = 8,
+    has_attempt = 16,
+    has_deadline = 32,
+    all_journal_fields = 63,
+};
+
+/// `base + delta` as a stored time; fails unless both and the sum are representable.
+std::int64_t time_after(ByteReader& r, std::int64_t base) {
+    const std::int64_t delta = time_field(r);
+    const std::int64_t sum = base + delta;  // both representable: cannot overflow
+    if (!representable(sum)) r.fail("time out of range");
+    return sum;
 }
 
-JournalEntry decode_journal_entry(std::string_view bytes, std::uint64_t run, std::uint32_t seq) {
-    ByteReader r(bytes, journal_key(run, seq),
-                 [run, seq] { return "journal entry " + std::to_string(seq) + " of run #" + std::to_string(run); });
-    check_version(r);
+/// Layout 2 (formats 2 and 3): every field, times absolute.
+JournalEntry decode_journal_layout_2(ByteReader& r) {
     JournalEntry e;
     std::uint8_t kind = r.u8();
     if (kind < 1 || kind > 9) r.fail("unknown entry kind " + std::to_string(kind));
@@ -99,9 +101,73 @@ JournalEntry decode_journal_entry(std::string_view bytes, std::uint64_t run, std
     e.signal_id = r.str();
     e.attempt = static_cast<std::uint32_t>(r.varint());
     e.started_us = time_field(r);
-    e.finished_us = e.started_us + time_field(r);  // both representable: the sum cannot overflow
-    if (!representable(e.finished_us)) r.fail("time out of range");
+    e.finished_us = time_after(r, e.started_us);
     e.deadline_us = time_field(r);
+    return e;
+}
+
+}  // namespace
+
+std::string encode(const JournalEntry& e, std::uint64_t run, std::uint32_t seq, std::int64_t base_us) {
+    std::uint8_t fields = 0;
+    if (e.wait_kind != WaitKind{}) fields |= has_wait_kind;
+    if (e.reason != WakeReason{}) fields |= has_reason;
+    if (!e.error_type.empty() || !e.error_message.empty()) fields |= has_error;
+    if (!e.signal_id.empty()) fields |= has_signal_id;
+    if (e.attempt != 0) fields |= has_attempt;
+    if (e.deadline_us != 0) fields |= has_deadline;
+    ByteWriter w(journal_record_version);
+    w.u8(static_cast<std::uint8_t>(e.kind));
+    w.u8(fields);
+    w.str(e.name);
+    w.str(e.value);
+    // Times relative to the run's creation and to the entry's start: a few
+    // bytes each, where absolute microseconds take eight.
+    w.svarint(e.started_us - base_us);
+    w.svarint(e.finished_us - e.started_us);
+    if (fields & has_wait_kind) w.u8(static_cast<std::uint8_t>(e.wait_kind));
+    if (fields & has_reason) w.u8(static_cast<std::uint8_t>(e.reason));
+    if (fields & has_error) {
+        w.str(e.error_type);
+        w.str(e.error_message);
+    }
+    if (fields & has_signal_id) w.str(e.signal_id);
+    if (fields & has_attempt) w.varint(e.attempt);
+    if (fields & has_deadline) w.svarint(e.deadline_us - e.started_us);
+    return std::move(w).finish(journal_key(run, seq));
+}
+
+JournalEntry decode_journal_entry(std::string_view bytes, std::uint64_t run, std::uint32_t seq, std::int64_t base_us) {
+    ByteReader r(bytes, journal_key(run, seq),
+                 [run, seq] { return "journal entry " + std::to_string(seq) + " of run #" + std::to_string(run); });
+    if (r.version() == record_version) {
+        JournalEntry e = decode_journal_layout_2(r);
+        if (!r.at_end()) r.fail("trailing bytes");
+        return e;
+    }
+    if (r.version() != journal_record_version)
+        r.fail("journal entry layout " + std::to_string(r.version()) + ", this build reads " +
+               std::to_string(record_version) + " and " + std::to_string(journal_record_version));
+    if (!representable(base_us)) r.fail("its run's creation time is out of range");
+    JournalEntry e;
+    const std::uint8_t kind = r.u8();
+    if (kind < 1 || kind > 9) r.fail("unknown entry kind " + std::to_string(kind));
+    e.kind = static_cast<EntryKind>(kind);
+    const std::uint8_t fields = r.u8();
+    if (fields & ~all_journal_fields) r.fail("unknown fields " + std::to_string(fields));
+    e.name = r.str();
+    e.value = r.str();
+    e.started_us = time_after(r, base_us);
+    e.finished_us = time_after(r, e.started_us);
+    if (fields & has_wait_kind) e.wait_kind = static_cast<WaitKind>(r.u8());
+    if (fields & has_reason) e.reason = static_cast<WakeReason>(r.u8());
+    if (fields & has_error) {
+        e.error_type = r.str();
+        e.error_message = r.str();
+    }
+    if (fields & has_signal_id) e.signal_id = r.str();
+    if (fields & has_attempt) e.attempt = static_cast<std::uint32_t>(r.varint());
+    if (fields & has_deadline) e.deadline_us = time_after(r, e.started_us);
     if (!r.at_end()) r.fail("trailing bytes");
     return e;
 }

@@ -61,8 +61,12 @@ struct JournalEntry {
     }
 };
 
-std::string encode(const JournalEntry&, std::uint64_t run, std::uint32_t seq);
-JournalEntry decode_journal_entry(std::string_view bytes, std::uint64_t run, std::uint32_t seq);
+/// Journal entries are written in layout 3: optional fields only when set,
+/// times relative to the run's creation (`base_us`, RunRecord::created_us)
+/// and to the entry's start. Layout 2 entries of older files are still read.
+inline constexpr std::uint8_t journal_record_version = 3;
+std::string encode(const JournalEntry&, std::uint64_t run, std::uint32_t seq, std::int64_t base_us);
+JournalEntry decode_journal_entry(std::string_view bytes, std::uint64_t run, std::uint32_t seq, std::int64_t base_us);
 
 /// What a park entry shows while the run waits (RunInfo::waiting.data, the
 /// park's event data), as JSON text: the wait's metadata or suspend data, or

@@ -193,7 +193,7 @@ private:
             }
             ++expected_seq;
             try {
-                (void)decode_journal_entry(j.value(), run, seq);
+                (void)decode_journal_entry(j.value(), run, seq, r.created_us);
             } catch (const FormatError& e) {
                 run_problem(run, e.what());
             }

@@ -153,7 +153,7 @@ std::uint32_t format_of(const std::filesystem::path& db) {
 
 }  // namespace
 
-TEST_CASE("a format 2 or 3 file is upgraded in place by the first engine that opens it", "[storage][format]") {
+TEST_CASE("a format 2, 3 or 4 file is upgraded in place by the first engine that opens it", "[storage][format]") {
     test::TempDir dir;
     test::ManualClock clock;
     park_two_runs(dir, clock);  // #1 and #2 wait
@@ -162,7 +162,7 @@ TEST_CASE("a format 2 or 3 file is upgraded in place by the first engine that op
         define_approval(engine);
         (void)engine.start("approval", std::string("c"), StartOptions{.run_id = "third"});  // #3, ready
     }
-    const std::uint32_t old_format = GENERATE(2u, 3u);
+    const std::uint32_t old_format = GENERATE(2u, 3u, 4u);
     // Format 2 also listed ready and running runs in by_status. (Its events,
     // of an older layout, are read as they are: test_records.cpp.)
     if (old_format == 2) add_status_entry(dir.db(), RunStatus::ready, 3);

@@ -98,3 +98,91 @@ TEST_CASE("an event of an unknown layout is refused", "[storage][records]") {
         CHECK_THAT(e.what(), Catch::Contains("event layout 4"));
     }
 }
+
+namespace {
+
+constexpr std::uint32_t entry_seq = 3;
+constexpr std::int64_t created_us = at_us - 5'000'000;
+
+JournalEntry wake_entry() {
+    JournalEntry e;
+    e.kind = EntryKind::wake;
+    e.reason = WakeReason::payload;
+    e.name = "decision";
+    e.value = R"({"status":"approved"})";
+    e.signal_id = "approval-42";
+    e.started_us = at_us;
+    e.finished_us = at_us + 1500;
+    return e;
+}
+
+JournalEntry retry_entry() {
+    JournalEntry e;
+    e.kind = EntryKind::step_retry;
+    e.name = "charge";
+    e.error_type = "Timeout";
+    e.error_message = "the gateway did not answer";
+    e.attempt = 2;
+    e.started_us = at_us;
+    e.finished_us = at_us + 250'000;
+    e.deadline_us = at_us + 2'000'000;
+    return e;
+}
+
+void check_same(const JournalEntry& got, const JournalEntry& want) {
+    CHECK(got.kind == want.kind);
+    CHECK(got.wait_kind == want.wait_kind);
+    CHECK(got.reason == want.reason);
+    CHECK(got.name == want.name);
+    CHECK(got.value == want.value);
+    CHECK(got.error_type == want.error_type);
+    CHECK(got.error_message == want.error_message);
+    CHECK(got.signal_id == want.signal_id);
+    CHECK(got.attempt == want.attempt);
+    CHECK(got.started_us == want.started_us);
+    CHECK(got.finished_us == want.finished_us);
+    CHECK(got.deadline_us == want.deadline_us);
+}
+
+/// A journal entry as formats 2 to 4 wrote it (layout 2): every field, times absolute.
+std::string layout_2(const JournalEntry& e) {
+    ByteWriter w(2);
+    w.u8(static_cast<std::uint8_t>(e.kind));
+    w.u8(static_cast<std::uint8_t>(e.wait_kind));
+    w.u8(static_cast<std::uint8_t>(e.reason));
+    w.str(e.name);
+    w.str(e.value);
+    w.str(e.error_type);
+    w.str(e.error_message);
+    w.str(e.signal_id);
+    w.varint(e.attempt);
+    w.svarint(e.started_us);
+    w.svarint(e.finished_us - e.started_us);
+    w.svarint(e.deadline_us);
+    return std::move(w).finish(journal_key(run, entry_seq));
+}
+
+}  // namespace
+
+TEST_CASE("a journal entry keeps every field it uses, in fewer bytes than layout 2", "[storage][records]") {
+    const JournalEntry e = GENERATE(wake_entry(), retry_entry());
+    const std::string bytes = encode(e, run, entry_seq, created_us);
+    check_same(decode_journal_entry(bytes, run, entry_seq, created_us), e);
+    const std::string old = layout_2(e);
+    check_same(decode_journal_entry(old, run, entry_seq, created_us), e);  // an older file's entry
+    CHECK(bytes.size() + 8 <= old.size());
+    // Times are relative to the run's creation: another base reads other times.
+    CHECK(decode_journal_entry(bytes, run, entry_seq, created_us + 1).started_us == e.started_us + 1);
+}
+
+TEST_CASE("a journal entry with unknown fields or a time out of range is refused", "[storage][records]") {
+    std::string bytes = encode(wake_entry(), run, entry_seq, created_us);
+    // The field flags are the third byte (after the layout and the kind).
+    ByteWriter w(3);
+    w.u8(static_cast<std::uint8_t>(EntryKind::now));
+    w.u8(64);
+    const std::string unknown = std::move(w).finish(journal_key(run, entry_seq));
+    CHECK_THROWS_WITH(decode_journal_entry(unknown, run, entry_seq, created_us), Catch::Contains("unknown fields"));
+    const std::int64_t far = std::chrono::duration_cast<std::chrono::microseconds>(Clock::duration::max()).count();
+    CHECK_THROWS_WITH(decode_journal_entry(bytes, run, entry_seq, far), Catch::Contains("out of range"));
+}

@@ -8,7 +8,8 @@ namespace abide {
 /// The on-disk format this build reads and writes (see docs/journal-format.md).
 /// 2: records' checksums cover their keys. 3: the status index leaves ready
 /// and running runs to the ready set. 4: events name their run by number.
-/// An Engine upgrades format 2 and 3 files in place; format 1 files are
+/// 5: journal entries store only the fields they use, times relative.
+/// An Engine upgrades format 2 to 4 files in place; format 1 files are
 /// refused (abide.storage.older_format), unchanged.
-inline constexpr unsigned journal_format_version = 4;
+inline constexpr unsigned journal_format_version = 5;
 }  // namespace abide

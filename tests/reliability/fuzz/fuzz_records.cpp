@@ -36,8 +36,8 @@ using namespace abide::fuzz_records;
 struct JournalCodec {
     static constexpr std::string_view name = "journal entry";
     static std::string key() { return journal_key(run_number, journal_seq).str(); }
-    static JournalEntry decode(std::string_view b) { return decode_journal_entry(b, run_number, journal_seq); }
-    static std::string encode(const JournalEntry& e) { return detail::encode(e, run_number, journal_seq); }
+    static JournalEntry decode(std::string_view b) { return decode_journal_entry(b, run_number, journal_seq, created_us); }
+    static std::string encode(const JournalEntry& e) { return detail::encode(e, run_number, journal_seq, created_us); }
 };
 struct RunCodec {
     static constexpr std::string_view name = "run record";

@@ -48,7 +48,7 @@ void write_records(const fs::path& dir) {
     step.attempt = 1;
     step.started_us = t0;
     step.finished_us = t0 + 1200;
-    write_record(dir, "journal-step", journal_entry, encode(step, run_number, journal_seq));
+    write_record(dir, "journal-step", journal_entry, encode(step, run_number, journal_seq, created_us));
 
     JournalEntry failed = step;
     failed.kind = EntryKind::step_error;
@@ -56,7 +56,7 @@ void write_records(const fs::path& dir) {
     failed.error_type = "std::runtime_error";
     failed.error_message = "payments service unavailable";
     failed.attempt = 3;
-    write_record(dir, "journal-step-error", journal_entry, encode(failed, run_number, journal_seq));
+    write_record(dir, "journal-step-error", journal_entry, encode(failed, run_number, journal_seq, created_us));
 
     JournalEntry wait;
     wait.kind = EntryKind::wait;
@@ -66,7 +66,7 @@ void write_records(const fs::path& dir) {
     wait.started_us = t0 + 2000;
     wait.finished_us = t0 + 2000;
     wait.deadline_us = t0 + 7LL * 24 * 3600 * 1'000'000;
-    write_record(dir, "journal-wait", journal_entry, encode(wait, run_number, journal_seq));
+    write_record(dir, "journal-wait", journal_entry, encode(wait, run_number, journal_seq, created_us));
 
     JournalEntry wake;
     wake.kind = EntryKind::wake;
@@ -76,12 +76,12 @@ void write_records(const fs::path& dir) {
     wake.signal_id = "approval-42";
     wake.started_us = t0 + 5000;
     wake.finished_us = t0 + 5000;
-    write_record(dir, "journal-wake", journal_entry, encode(wake, run_number, journal_seq));
+    write_record(dir, "journal-wake", journal_entry, encode(wake, run_number, journal_seq, created_us));
 
     JournalEntry now;
     now.kind = EntryKind::now;
     now.value = std::to_string(t0 - 5);  // before 1970 is allowed: zig-zag
-    write_record(dir, "journal-now", journal_entry, encode(now, run_number, journal_seq));
+    write_record(dir, "journal-now", journal_entry, encode(now, run_number, journal_seq, created_us));
 
     RunRecord waiting;
     waiting.id = "refund-T-1001";

@@ -18,6 +18,8 @@ inline constexpr char checksum_appended = 8;
 
 inline constexpr std::uint64_t run_number = 7;
 inline constexpr std::uint32_t journal_seq = 3;
+/// The creation time of run_number, which journal entries' times are relative to.
+inline constexpr std::int64_t created_us = 1'790'000'000'000'000;
 inline constexpr std::uint64_t event_seq = 11;
 inline constexpr std::string_view signal_id = "approval-42";
 
