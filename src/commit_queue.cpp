@@ -9,14 +9,14 @@
 
 namespace abide::detail {
 
-std::uint64_t WriteContext::emit(std::uint64_t run, Event event, std::string_view data_json) {
+std::uint64_t WriteContext::emit(EventRun run, Event event, std::string_view data_json, std::optional<FromEntry> from) {
     if (!next_event_) {
         Cursor c(txn, Db::events);
         next_event_ = c.last() ? get_be64(c.key()) + 1 : 1;
     }
     event.seq = (*next_event_)++;
     event.at = from_micros(now_us);
-    txn.put(Db::events, event_key(event.seq), encode_event(event, run, event.seq, data_json));
+    txn.put(Db::events, event_key(event.seq), encode_event(event, run, event.seq, data_json, from));
     const std::uint64_t seq = event.seq;
     if (keep_events_) {
         if (!data_json.empty()) event.data = json::parse(data_json);

@@ -17,6 +17,7 @@
 //  * a full map is grown with no transaction open and the batch re-applied.
 #pragma once
 
+#include "records.hpp"
 #include "storage.hpp"
 
 #include <abide/types.hpp>
@@ -40,11 +41,13 @@ public:
         : txn(transaction), now_us(now), keep_events_(keep_events) {}
     Txn& txn;
     const std::int64_t now_us;
-    /// Appends an event of run #`run` to the durable event log (stamped now);
+    /// Appends an event of `run` to the durable event log (stamped now);
     /// returns its seq. `data_json`, when given, is the event's data as JSON
     /// text (stored as is, so callers holding text need not parse it);
-    /// otherwise event.data is used.
-    std::uint64_t emit(std::uint64_t run, Event event, std::string_view data_json = {});
+    /// otherwise event.data is used. `from`: the event tells of that journal
+    /// entry, written in this transaction, and stores a reference to it.
+    std::uint64_t emit(EventRun run, Event event, std::string_view data_json = {},
+                       std::optional<FromEntry> from = {});
     std::vector<Event> take_events() { return std::move(events_); }
 
 private:

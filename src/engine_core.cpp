@@ -154,7 +154,7 @@ Event wake_event(Event base, WaitKind parked_on, const JournalEntry& wake) {
 
 void EngineCore::emit_wake(WriteContext& w, std::uint64_t run, const RunRecord& record, WaitKind parked_on,
                            const JournalEntry& wake) {
-    w.emit(run, wake_event(event_for({}, record, wake.name), parked_on, wake),
+    w.emit({run, record.created_us}, wake_event(event_for({}, record, wake.name), parked_on, wake),
            wake.reason == WakeReason::payload ? std::string_view(wake.value) : std::string_view());
 }
 
@@ -187,7 +187,7 @@ std::optional<JournalEntry> EngineCore::take_buffered(WriteContext& w, std::uint
             } catch (const std::exception& e) {
                 Event rejected = event_for(EventType::signal_rejected, record, std::string(name));
                 rejected.data = json{{"error", e.what()}, {"signal_id", buffered.signal_id}};
-                w.emit(run, std::move(rejected));
+                w.emit({run, record.created_us}, std::move(rejected));
                 continue;
             }
         }
@@ -243,7 +243,7 @@ std::optional<JournalEntry> EngineCore::park_or_wake(WriteContext& w, std::uint6
     Event e = event_for(park_events[static_cast<std::size_t>(kind)], record, park.name);
     if (kind == WaitKind::suspend) e.topic = park.name + "/" + record.id;
     if (park.deadline_us != 0) e.deadline = from_micros(park.deadline_us);
-    w.emit(run, std::move(e), wait_data(park));
+    w.emit({run, record.created_us}, std::move(e), wait_data(park), FromEntry{park_seq, true});
 
     record.park = std::move(state);
     set_status(w, run, record, RunStatus::waiting);
@@ -259,7 +259,7 @@ void EngineCore::drop_inbox(WriteContext& w, std::uint64_t run, const RunRecord&
         std::string_view rest = std::string_view(key).substr(prefix.size() + 1);
         Event e = event_for(EventType::signal_dropped, record, std::string(rest.substr(0, rest.find('\0'))));
         e.data = json{{"payload", parse_or_null(buffered.payload)}, {"signal_id", buffered.signal_id}};
-        w.emit(run, std::move(e));
+        w.emit({run, record.created_us}, std::move(e));
         w.txn.del(Db::inbox, key);
     }
 }
@@ -284,11 +284,12 @@ void EngineCore::apply_request(WriteContext& w, const RunInstance& instance, Out
             if (record.status == RunStatus::ready) set_status(w, run, record, RunStatus::running);
             // The result itself is in the journal (trace); the event names the step.
             if (req.entry.kind == EntryKind::step_ok) {
-                w.emit(run, event_for(EventType::step_completed, record, req.entry.name));
+                w.emit({run, record.created_us}, event_for(EventType::step_completed, record, req.entry.name), {},
+                       FromEntry{record.journal_len - 1, false});
             } else if (req.entry.kind == EntryKind::step_error) {
                 Event e = event_for(EventType::step_failed, record, req.entry.name);
                 e.data = json{{"type", req.entry.error_type}, {"message", req.entry.error_message}};
-                w.emit(run, std::move(e));
+                w.emit({run, record.created_us}, std::move(e));
             }
             record.attempts = 0;  // progress: this execution was not cut short
             put_run(w, run, record);
@@ -329,7 +330,7 @@ void EngineCore::apply_request(WriteContext& w, const RunInstance& instance, Out
             Event e = event_for(finish_events[static_cast<std::size_t>(req.final_status)], record);
             if (req.error)
                 e.data = json{{"id", req.error->id}, {"type", req.error->type}, {"message", req.error->message}};
-            w.emit(run, std::move(e), req.final_status == RunStatus::completed ? std::string_view(req.output)
+            w.emit({run, record.created_us}, std::move(e), req.final_status == RunStatus::completed ? std::string_view(req.output)
                                                                           : std::string_view());
             record.attempts = 0;
             put_run(w, run, record);
@@ -388,7 +389,7 @@ void EngineCore::apply_start(WriteContext& w, const PreparedStart& p, RunHandle&
     record.input = p.text;
     w.txn.put(Db::run_ids, record.id, run_key(run));
     w.txn.put(Db::ready, run_key(run), {});
-    w.emit(run, event_for(EventType::started, record));  // the input is in the run record
+    w.emit({run, record.created_us}, event_for(EventType::started, record));  // the input is in the run record
     put_run(w, run, record);
 }
 
@@ -524,7 +525,7 @@ void EngineCore::apply_signal(WriteContext& w, const PreparedSignal& p, SignalRe
     }
     Event e = event_for(EventType::signal_buffered, *record, name);
     if (req.kind == WaitKind::suspend) e.topic = name + "/" + record->id;
-    const std::uint64_t seq = w.emit(run, std::move(e), p.text);
+    const std::uint64_t seq = w.emit({run, record->created_us}, std::move(e), p.text);
     std::string key = inbox_prefix(run, req.kind, name);
     put_be64(key, seq);
     w.txn.put(Db::inbox, key, encode(InboxEntry{req.signal_id, p.text, w.now_us, p.validated}, key));
@@ -594,7 +595,7 @@ CancelResult EngineCore::cancel(std::string_view run_id, std::string_view reason
         record->cancel_reason = reason;
         Event e = event_for(EventType::cancel_requested, *record);
         e.data = json{{"reason", reason}};
-        w.emit(run, std::move(e));
+        w.emit({run, record->created_us}, std::move(e));
         if (record->status == RunStatus::waiting) {
             JournalEntry wake;
             wake.kind = EntryKind::wake;
@@ -628,7 +629,7 @@ void EngineCore::make_ready_again(std::string_view run_id, RunStatus from, std::
         record->error.reset();
         reset(*record);
         set_status(w, run, *record, RunStatus::ready);
-        w.emit(run, event_for(event, *record));
+        w.emit({run, record->created_us}, event_for(event, *record));
         put_run(w, run, *record);
     });
 }
@@ -993,7 +994,7 @@ void EngineCore::count_attempts(Claim& claim, std::set<std::uint64_t>& skip) {
             set_status(w, run, record, RunStatus::quarantined);
             Event e = event_for(EventType::quarantined, record);
             e.data = json{{"attempts", record.attempts}, {"message", record.error->message}};
-            w.emit(run, std::move(e));
+            w.emit({run, record.created_us}, std::move(e));
             put_run(w, run, record);
         }
     });

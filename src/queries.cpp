@@ -107,9 +107,9 @@ std::vector<Event> EngineCore::events(std::uint64_t after, std::size_t limit) {
     std::vector<Event> out;
     Txn t = storage.read();
     Cursor c(t, Db::events);
-    const RunNames names = run_names_in(t);
+    const EventSources sources = event_sources_in(t);
     for (bool ok = c.seek(event_key(after + 1)); ok && out.size() < limit; ok = c.next())
-        out.push_back(decode_event(c.value(), get_be64(c.key()), names));
+        out.push_back(decode_event(c.value(), get_be64(c.key()), sources));
     return out;
 }
 

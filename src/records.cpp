@@ -79,12 +79,14 @@ enum JournalFields : std::uint8_t {
 };
 
 /// `base + delta` as a stored time; fails unless both and the sum are representable.
-std::int64_t time_after(ByteReader& r, std::int64_t base) {
-    const std::int64_t delta = time_field(r);
+std::int64_t time_after(ByteReader& r, std::int64_t base, std::int64_t delta) {
+    if (!representable(base) || !representable(delta)) r.fail("time out of range");
     const std::int64_t sum = base + delta;  // both representable: cannot overflow
     if (!representable(sum)) r.fail("time out of range");
     return sum;
 }
+/// Reads a delta and returns `base + delta` (see above).
+std::int64_t time_after(ByteReader& r, std::int64_t base) { return time_after(r, base, time_field(r)); }
 
 /// Layout 2 (formats 2 and 3): every field, times absolute.
 JournalEntry decode_journal_layout_2(ByteReader& r) {
@@ -268,49 +270,83 @@ InboxEntry decode_inbox_entry(std::string_view bytes, std::string_view key) {
     return e;
 }
 
-std::string encode_event(const Event& ev, std::uint64_t run, std::uint64_t seq, std::string_view data_json) {
+namespace {
+
+/// The flags byte of a layout 3 event.
+enum EventFlags : std::uint8_t {
+    has_topic = 1,         ///< the topic is "{name}/{run_id}"
+    from_entry = 2,        ///< name and deadline are those of journal entry `seq` (stored next)
+    data_from_entry = 4,   ///< data is that entry's wait_data
+    at_relative = 8,       ///< `at` counts from the run's creation
+    all_event_flags = 15,
+};
+
+}  // namespace
+
+std::string encode_event(const Event& ev, const EventRun& run, std::uint64_t seq, std::string_view data_json,
+                         std::optional<FromEntry> from) {
+    std::uint8_t flags = at_relative;
+    if (!ev.topic.empty()) flags |= has_topic;
+    if (from) flags |= from_entry;
+    if (from && from->data) flags |= data_from_entry;
     ByteWriter w(event_record_version);
     w.u8(static_cast<std::uint8_t>(ev.type));
-    w.svarint(to_micros(ev.at));
-    w.varint(run);
-    w.str(ev.name);
-    w.u8(ev.topic.empty() ? 0 : 1);
-    if (!data_json.empty())
+    w.svarint(to_micros(ev.at) - run.created_us);
+    w.varint(run.number);
+    w.str(from ? std::string_view() : std::string_view(ev.name));
+    w.u8(flags);
+    if (from) w.varint(from->seq);
+    if (flags & data_from_entry)
+        w.str({});
+    else if (!data_json.empty())
         w.str(data_json);
     else
         w.str(ev.data.is_null() ? std::string() : ev.data.dump());
-    w.svarint(ev.deadline ? to_micros(*ev.deadline) : 0);
+    w.svarint(ev.deadline && !from ? to_micros(*ev.deadline) : 0);
     return std::move(w).finish(event_key(seq));
 }
 
-Event decode_event(std::string_view bytes, std::uint64_t seq, const RunNames& names, std::uint64_t* run) {
+Event decode_event(std::string_view bytes, std::uint64_t seq, const EventSources& sources, std::uint64_t* run) {
     ByteReader r(bytes, event_key(seq), [seq] { return "event " + std::to_string(seq); });
     if (r.version() != record_version && r.version() != event_record_version)
         r.fail("event layout " + std::to_string(r.version()) + ", this build reads " + std::to_string(record_version) +
                " and " + std::to_string(event_record_version));
-    const bool by_number = r.version() == event_record_version;
+    const bool layout_3 = r.version() == event_record_version;
     Event ev;
     ev.seq = seq;
     const std::uint8_t type = r.u8();
     if (type < 1 || type > static_cast<std::uint8_t>(EventType::released)) r.fail("unknown event type " + std::to_string(type));
     ev.type = static_cast<EventType>(type);
-    ev.at = from_micros(time_field(r));
-    if (by_number) {
+    const std::int64_t at = time_field(r);
+    std::optional<JournalEntry> entry;
+    std::uint8_t flags = 0;
+    if (layout_3) {
         const std::uint64_t number = r.varint();
         if (run) *run = number;
         ev.name = r.str();
-        const std::uint8_t topic = r.u8();
-        if (topic > 1) r.fail("unknown topic flag " + std::to_string(topic));
-        std::tie(ev.run_id, ev.workflow) = names(number);
-        if (topic) ev.topic = ev.name + "/" + ev.run_id;
+        flags = r.u8();
+        if (flags & ~all_event_flags) r.fail("unknown flags " + std::to_string(flags));
+        const std::uint32_t entry_seq = (flags & from_entry) ? static_cast<std::uint32_t>(r.varint()) : 0;
+        RunFacts facts = sources.run(number);
+        ev.run_id = std::move(facts.id);
+        ev.workflow = std::move(facts.workflow);
+        ev.at = from_micros((flags & at_relative) ? time_after(r, facts.created_us, at) : at);
+        if (flags & from_entry) {
+            entry = sources.entry(number, entry_seq, facts.created_us);
+            ev.name = entry->name;
+            if (entry->deadline_us != 0) ev.deadline = from_micros(entry->deadline_us);
+        }
+        if (flags & has_topic) ev.topic = ev.name + "/" + ev.run_id;
     } else {
         if (run) *run = 0;
+        ev.at = from_micros(at);
         ev.run_id = r.str();
         ev.workflow = r.str();
         ev.name = r.str();
         ev.topic = r.str();
     }
-    std::string_view data = r.str();
+    std::string data(r.str());
+    if (flags & data_from_entry) data = wait_data(*entry);
     if (!data.empty()) {
         try {
             ev.data = json::parse(data);
@@ -318,15 +354,16 @@ Event decode_event(std::string_view bytes, std::uint64_t seq, const RunNames& na
             r.fail(std::string("data is not JSON: ") + e.what());
         }
     }
-    std::int64_t deadline = time_field(r);
+    const std::int64_t deadline = time_field(r);
     if (deadline != 0) ev.deadline = from_micros(deadline);
     if (!r.at_end()) r.fail("trailing bytes");
     return ev;
 }
 
-RunNames run_names_in(const Txn& txn) {
-    auto known = std::make_shared<std::unordered_map<std::uint64_t, std::pair<std::string, std::string>>>();
-    return [&txn, known](std::uint64_t run) {
+EventSources event_sources_in(const Txn& txn) {
+    auto known = std::make_shared<std::unordered_map<std::uint64_t, RunFacts>>();
+    EventSources sources;
+    sources.run = [&txn, known](std::uint64_t run) {
         if (auto it = known->find(run); it != known->end()) return it->second;
         const auto raw = txn.get(Db::runs, run_key(run));
         if (!raw)
@@ -334,8 +371,18 @@ RunNames run_names_in(const Txn& txn) {
                               "an event names run #" + std::to_string(run) +
                                   ", which does not exist; the file is damaged. Run `abide check`");
         RunRecord record = decode_run_record(*raw, run);
-        return known->emplace(run, std::pair{std::move(record.id), std::move(record.workflow)}).first->second;
+        return known->emplace(run, RunFacts{std::move(record.id), std::move(record.workflow), record.created_us})
+            .first->second;
     };
+    sources.entry = [&txn](std::uint64_t run, std::uint32_t seq, std::int64_t created_us) {
+        const auto raw = txn.get(Db::journal, journal_key(run, seq));
+        if (!raw)
+            throw FormatError("abide.storage.corrupt",
+                              "an event of run #" + std::to_string(run) + " tells of its journal entry " +
+                                  std::to_string(seq) + ", which does not exist; the file is damaged. Run `abide check`");
+        return decode_journal_entry(*raw, run, seq, created_us);
+    };
+    return sources;
 }
 
 std::string encode_signal_id(SignalIdMark mark, std::uint64_t run, std::string_view signal_id) {

@@ -138,22 +138,47 @@ std::optional<std::uint64_t> signal_id_owner(std::string_view bytes);
 
 /// Events are written in layout 3: the run is named by its number, not by
 /// its id and workflow name, which every event used to repeat (layout 2,
-/// still read). A topic is a flag: it is always "{name}/{run_id}".
+/// still read); the time is relative to the run's creation; an event that
+/// tells of a journal entry (a step's result, a park) refers to the entry for
+/// its name, deadline and data instead of copying them. A topic is a flag: it
+/// is always "{name}/{run_id}".
 inline constexpr std::uint8_t event_record_version = 3;
 
-/// `run`: the run's number; `data_json` overrides event.data when not empty.
-std::string encode_event(const Event&, std::uint64_t run, std::uint64_t seq, std::string_view data_json = {});
+/// The run an event belongs to, as its stored form needs it.
+struct EventRun {
+    std::uint64_t number = 0;
+    std::int64_t created_us = 0;
+};
+/// The journal entry an event tells of: the event's name and deadline are
+/// the entry's and, with `data`, its data is the entry's wait_data.
+struct FromEntry {
+    std::uint32_t seq = 0;
+    bool data = false;
+};
 
-/// A run's id and workflow name by its number, for decoding events; throws
-/// FormatError if there is no such run.
-using RunNames = std::function<std::pair<std::string, std::string>(std::uint64_t run)>;
+/// `data_json` overrides event.data when not empty.
+std::string encode_event(const Event&, const EventRun& run, std::uint64_t seq, std::string_view data_json = {},
+                         std::optional<FromEntry> from = {});
+
+/// What decoding an event reads besides the event: its run's id, workflow
+/// and creation time, and the journal entry it refers to. Each throws
+/// FormatError if there is no such run or entry.
+struct RunFacts {
+    std::string id;
+    std::string workflow;
+    std::int64_t created_us = 0;
+};
+struct EventSources {
+    std::function<RunFacts(std::uint64_t run)> run;
+    std::function<JournalEntry(std::uint64_t run, std::uint32_t seq, std::int64_t created_us)> entry;
+};
 /// `run`, if given, receives the run's number (0 for a layout 2 event, which
 /// holds the id instead).
-Event decode_event(std::string_view bytes, std::uint64_t seq, const RunNames& names, std::uint64_t* run = nullptr);
+Event decode_event(std::string_view bytes, std::uint64_t seq, const EventSources& sources, std::uint64_t* run = nullptr);
 
 class Txn;
-/// RunNames reading run records in `txn`, each run once.
-RunNames run_names_in(const Txn& txn);
+/// EventSources reading records in `txn` (which must outlive them), each run once.
+EventSources event_sources_in(const Txn& txn);
 
 /// Public view of a stored run; `park_entry`: its park's journal entry when
 /// it waits (for the wait's data).

@@ -363,8 +363,9 @@ void Storage::check_format() {
 void Storage::upgrade(Txn& txn, std::uint32_t from) {
     // One transaction: a crash leaves the file at its old format, whole, and
     // the next open upgrades it again.
-    // Formats 4 and 5 write events and journal entries in layout 3; layout 2
-    // records stay as they are and are still read: nothing to rewrite.
+    // Formats 4 to 6 write events and journal entries in layout 3 (format 6
+    // adds flags to events); older records stay as they are and are still
+    // read: nothing to rewrite.
     if (from <= 2) drop_executable_statuses(txn);
     std::string meta(format_magic);
     put_be32(meta, journal_format_version);

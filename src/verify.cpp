@@ -259,7 +259,7 @@ private:
                 const std::string_view name = key.substr(9, key.size() - 18);
                 const auto event = t.get(Db::events, key.substr(key.size() - 8));
                 if (!event) throw FormatError("abide.storage.corrupt", "a buffered signal's key names no event");
-                const Event e = decode_event(*event, get_be64(key, key.size() - 8), names(), &announced_number);
+                const Event e = decode_event(*event, get_be64(key, key.size() - 8), event_sources_in(t), &announced_number);
                 if (announced_number == 0) {
                     // A layout 2 event names the run by id: the id index gives its number
                     // (checked on its own by check_runs).
@@ -301,6 +301,10 @@ private:
     /// only): a damaged key shows as a break in the sequence.
     void check_events(Txn& t) {
         Cursor events(t, Db::events);
+        // An event's run record and the journal entry it refers to must read
+        // too: one that is missing or damaged makes the event unreadable, a
+        // problem of the run the event names.
+        const EventSources sources = event_sources_in(t);
         std::uint64_t expected = 1;
         for (bool ok = events.first(); ok; ok = events.next()) {
             ++report_.events;
@@ -308,24 +312,16 @@ private:
             if (seq != expected)
                 problem(fmt::format("the event log: event {} follows event {} (a damaged key)", seq, expected - 1));
             expected = seq + 1;
+            std::uint64_t run = 0;  // known once the event's own bytes check out
             try {
-                (void)decode_event(events.value(), events.key().size() == 8 ? get_be64(events.key()) : 0, names());
+                (void)decode_event(events.value(), seq, sources, &run);
             } catch (const FormatError& e) {
-                problem(e.what());
+                if (run != 0)
+                    run_problem(run, fmt::format("its event {} cannot be read: {}", seq, e.what()));
+                else
+                    problem(e.what());
             }
         }
-    }
-
-    /// Names for decoding events: the runs check_runs read. An event naming
-    /// another run (missing or damaged) is a problem of the event log.
-    RunNames names() const {
-        return [this](std::uint64_t run) {
-            const auto it = known_.find(run);
-            if (it == known_.end())
-                throw FormatError("abide.storage.corrupt",
-                                  fmt::format("an event names run #{}, which does not exist or is damaged", run));
-            return std::pair<std::string, std::string>{it->second, std::string()};
-        };
     }
 
     int fd_;

@@ -16,9 +16,41 @@ constexpr std::uint64_t seq = 41;
 constexpr std::uint64_t run = 7;
 constexpr std::int64_t at_us = 1'790'000'000'000'000;
 
-std::pair<std::string, std::string> names_of_run_7(std::uint64_t number) {
-    if (number != run) throw FormatError("abide.storage.corrupt", "no such run");
-    return {"refund-T-1001", "refund_review"};
+constexpr std::int64_t run_created_us = at_us - 5'000'000;
+
+/// Run 7 and, as its journal entry 2, a wait for "approve" with metadata.
+EventSources sources_of_run_7() {
+    EventSources s;
+    s.run = [](std::uint64_t number) {
+        if (number != run) throw FormatError("abide.storage.corrupt", "no such run");
+        return RunFacts{"refund-T-1001", "refund_review", run_created_us};
+    };
+    s.entry = [](std::uint64_t number, std::uint32_t entry, std::int64_t created) {
+        if (number != run || entry != 2 || created != run_created_us)
+            throw FormatError("abide.storage.corrupt", "no such entry");
+        JournalEntry e;
+        e.kind = EntryKind::wait;
+        e.wait_kind = WaitKind::suspend;
+        e.name = "approve";
+        e.value = R"({"amount":4900})";
+        e.started_us = e.finished_us = at_us;
+        e.deadline_us = at_us + 3'600'000'000;
+        return e;
+    };
+    return s;
+}
+
+EventSources no_lookups() {
+    EventSources s;
+    s.run = [](std::uint64_t) -> RunFacts {
+        FAIL("a layout 2 event looked its run up");
+        return {};
+    };
+    s.entry = [](std::uint64_t, std::uint32_t, std::int64_t) -> JournalEntry {
+        FAIL("a layout 2 event looked an entry up");
+        return {};
+    };
+    return s;
 }
 
 Event suspended_event() {
@@ -50,16 +82,38 @@ void check_same(const Event& got, const Event& want) {
 
 TEST_CASE("an event names its run by number, and decodes with the run's id and workflow", "[storage][records]") {
     const Event e = suspended_event();
-    const std::string bytes = encode_event(e, run, seq);
+    const std::string bytes = encode_event(e, {run, run_created_us}, seq);
     CHECK(bytes.find("refund-T-1001") == std::string::npos);  // neither the id nor the topic is stored
     CHECK(bytes.find("refund_review") == std::string::npos);
     std::uint64_t number = 0;
-    check_same(decode_event(bytes, seq, names_of_run_7, &number), e);
+    check_same(decode_event(bytes, seq, sources_of_run_7(), &number), e);
     CHECK(number == run);
 
     // The run's names come from its record: an event of a missing run is an error.
-    const std::string other = encode_event(e, run + 1, seq);
-    CHECK_THROWS_AS(decode_event(other, seq, names_of_run_7), FormatError);
+    const std::string other = encode_event(e, {run + 1, run_created_us}, seq);
+    CHECK_THROWS_AS(decode_event(other, seq, sources_of_run_7()), FormatError);
+}
+
+TEST_CASE("a park's event refers to its journal entry for name, deadline and data", "[storage][records]") {
+    const Event e = suspended_event();  // as the engine emits it for journal entry 2
+    const std::string copied = encode_event(e, {run, run_created_us}, seq);
+    const std::string referring = encode_event(e, {run, run_created_us}, seq, {}, FromEntry{2, true});
+    check_same(decode_event(referring, seq, sources_of_run_7()), e);
+    CHECK(referring.find("approve") == std::string::npos);
+    CHECK(referring.size() + e.name.size() + e.data.dump().size() < copied.size());
+
+    // Without `data`, only the name and deadline come from the entry.
+    Event step = e;
+    step.type = EventType::step_completed;
+    step.topic.clear();
+    step.data = json{{"note", "own"}};
+    check_same(decode_event(encode_event(step, {run, run_created_us}, seq, {}, FromEntry{2, false}), seq,
+                            sources_of_run_7()),
+               step);
+
+    // An entry that cannot be read makes the event unreadable, with a clear error.
+    const std::string dangling = encode_event(e, {run, run_created_us}, seq, {}, FromEntry{3, true});
+    CHECK_THROWS_WITH(decode_event(dangling, seq, sources_of_run_7()), Catch::Contains("no such entry"));
 }
 
 TEST_CASE("an event of layout 2 (a format 2 file) still decodes", "[storage][records]") {
@@ -75,16 +129,12 @@ TEST_CASE("an event of layout 2 (a format 2 file) still decodes", "[storage][rec
     w.str(e.data.dump());
     w.svarint(at_us + 3'600'000'000);
     const std::string bytes = std::move(w).finish(event_key(seq));
-    auto no_lookup = [](std::uint64_t) -> std::pair<std::string, std::string> {
-        FAIL("a layout 2 event looked its run up");
-        return {};
-    };
     std::uint64_t number = 99;
-    check_same(decode_event(bytes, seq, no_lookup, &number), e);
+    check_same(decode_event(bytes, seq, no_lookups(), &number), e);
     CHECK(number == 0);
 
     // The layout that replaces it is smaller by the names it no longer repeats.
-    CHECK(encode_event(e, run, seq).size() + e.run_id.size() + e.workflow.size() < bytes.size());
+    CHECK(encode_event(e, {run, run_created_us}, seq).size() + e.run_id.size() + e.workflow.size() < bytes.size());
 }
 
 TEST_CASE("an event of an unknown layout is refused", "[storage][records]") {
@@ -92,7 +142,7 @@ TEST_CASE("an event of an unknown layout is refused", "[storage][records]") {
     w.u8(static_cast<std::uint8_t>(EventType::completed));
     const std::string future = std::move(w).finish(event_key(seq));
     try {
-        (void)decode_event(future, seq, names_of_run_7);
+        (void)decode_event(future, seq, sources_of_run_7());
         FAIL("layout 4 decoded");
     } catch (const FormatError& e) {
         CHECK_THAT(e.what(), Catch::Contains("event layout 4"));

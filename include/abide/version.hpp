@@ -9,7 +9,8 @@ namespace abide {
 /// 2: records' checksums cover their keys. 3: the status index leaves ready
 /// and running runs to the ready set. 4: events name their run by number.
 /// 5: journal entries store only the fields they use, times relative.
-/// An Engine upgrades format 2 to 4 files in place; format 1 files are
+/// 6: an event that tells of a journal entry refers to it, times relative.
+/// An Engine upgrades format 2 to 5 files in place; format 1 files are
 /// refused (abide.storage.older_format), unchanged.
-inline constexpr unsigned journal_format_version = 5;
+inline constexpr unsigned journal_format_version = 6;
 }  // namespace abide

@@ -54,11 +54,26 @@ struct InboxCodec {
 struct EventCodec {
     static constexpr std::string_view name = "event";
     static std::string key() { return event_key(event_seq).str(); }
-    /// Every run number has the same names, so that re-encoding (under
-    /// run_number) and decoding again is stable.
-    static std::pair<std::string, std::string> names(std::uint64_t) { return {"fuzz-run", "fuzz-workflow"}; }
-    static Event decode(std::string_view b) { return decode_event(b, event_seq, names); }
-    static std::string encode(const Event& e) { return encode_event(e, run_number, event_seq); }
+    /// Every run number has the same facts and every entry number the same
+    /// entry, so that re-encoding (under run_number) and decoding again is
+    /// stable.
+    static EventSources sources() {
+        EventSources s;
+        s.run = [](std::uint64_t) { return RunFacts{"fuzz-run", "fuzz-workflow", created_us}; };
+        s.entry = [](std::uint64_t, std::uint32_t, std::int64_t) {
+            JournalEntry e;
+            e.kind = EntryKind::wait;
+            e.wait_kind = WaitKind::signal;
+            e.name = "decision";
+            e.value = R"({"amount":4900})";
+            e.started_us = e.finished_us = created_us + 1000;
+            e.deadline_us = created_us + 3'600'000'000;
+            return e;
+        };
+        return s;
+    }
+    static Event decode(std::string_view b) { return decode_event(b, event_seq, sources()); }
+    static std::string encode(const Event& e) { return encode_event(e, {run_number, created_us}, event_seq); }
 };
 struct SignalIdCodec {
     static constexpr std::string_view name = "signal id";

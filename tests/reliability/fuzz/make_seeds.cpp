@@ -127,10 +127,14 @@ void write_records(const fs::path& dir) {
     suspended.topic = "approve/review-D-1";
     suspended.data = json{{"document", "D-1"}, {"pages", 12}, {"score", 0.75}};
     suspended.deadline = from_micros(t0 + 3600LL * 1'000'000);
-    write_record(dir, "event-suspended", event, encode_event(suspended, run_number, event_seq));
+    write_record(dir, "event-suspended", event, encode_event(suspended, {run_number, created_us}, event_seq));
     write_record(dir, "event-completed", event,
-                 encode_event(make_event(EventType::completed, t0 + 9000, "refund-T-1001", "refund_review"), run_number,
-                              event_seq));
+                 encode_event(make_event(EventType::completed, t0 + 9000, "refund-T-1001", "refund_review"),
+                              {run_number, created_us}, event_seq));
+    // A park event refers to its journal entry for its name, deadline and data.
+    Event waiting_event = make_event(EventType::waiting, t0 + 2000, "refund-T-1001", "refund_review");
+    write_record(dir, "event-waiting-from-entry", event,
+                 encode_event(waiting_event, {run_number, created_us}, event_seq, {}, FromEntry{journal_seq, true}));
     write_record(dir, "signal-id-accepted", signal_id_mark,
                  encode_signal_id(SignalIdMark::accepted, run_number, signal_id));
     write_record(dir, "signal-id-too-late", signal_id_mark,
