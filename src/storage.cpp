@@ -343,7 +343,8 @@ void Storage::check_format() {
         throw FormatError("abide.storage.older_format",
                           "'" + path_ + "' has journal format " + std::to_string(version) + "; this build reads format " +
                               std::to_string(journal_format_version) +
-                              ". Open it once with an Engine (read-write), which upgrades it in place. "
+                              ". Open it once with an Engine (or any `abide` command but `check`), which upgrades it "
+                              "in place. "
                               "The file was not modified");
     if (upgradable) {
         Txn txn = write();

@@ -170,7 +170,7 @@ TEST_CASE("a format 2 to 5 file is upgraded in place by the first engine that op
     edit_value(dir.db(), "meta", "format", [&](std::string& v) { v.back() = static_cast<char>(old_format); });
     REQUIRE(format_of(dir.db()) == old_format);
 
-    // Read-only opens (verify, the abide command) cannot upgrade: refused, the file unchanged.
+    // Read-only opens (verify, `abide check`) cannot upgrade: refused, the file unchanged.
     const std::string before = file_bytes(dir.db());
     const VerifyReport refused = verify_database(dir.db());
     CHECK(refused.unreadable);
