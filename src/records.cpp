@@ -326,6 +326,7 @@ Event decode_event(std::string_view bytes, std::uint64_t seq, const EventSources
         ev.name = r.str();
         flags = r.u8();
         if (flags & ~all_event_flags) r.fail("unknown flags " + std::to_string(flags));
+        if ((flags & data_from_entry) && !(flags & from_entry)) r.fail("data from an entry it does not name");
         const std::uint32_t entry_seq = (flags & from_entry) ? static_cast<std::uint32_t>(r.varint()) : 0;
         RunFacts facts = sources.run(number);
         ev.run_id = std::move(facts.id);

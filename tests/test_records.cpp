@@ -111,6 +111,19 @@ TEST_CASE("a park's event refers to its journal entry for name, deadline and dat
                             sources_of_run_7()),
                step);
 
+    // Data from an entry needs the entry's number (flag 2 with flag 4): a
+    // record with flag 4 alone is damage.
+    ByteWriter w(3);
+    w.u8(static_cast<std::uint8_t>(EventType::waiting));
+    w.svarint(0);
+    w.varint(run);
+    w.str({});
+    w.u8(4);
+    w.str({});
+    w.svarint(0);
+    const std::string orphan = std::move(w).finish(event_key(seq));
+    CHECK_THROWS_WITH(decode_event(orphan, seq, sources_of_run_7()), Catch::Contains("does not name"));
+
     // An entry that cannot be read makes the event unreadable, with a clear error.
     const std::string dangling = encode_event(e, {run, run_created_us}, seq, {}, FromEntry{3, true});
     CHECK_THROWS_WITH(decode_event(dangling, seq, sources_of_run_7()), Catch::Contains("no such entry"));
