@@ -1077,6 +1077,22 @@ void EngineCore::drive(std::vector<std::unique_ptr<RunInstance>> active, PollRes
         ++result.commits;
         std::vector<std::unique_ptr<RunInstance>> next;
         std::vector<Release> done;  // released together once the round is sorted out
+        // Whatever happens below, every run of the round is released (locks,
+        // executing set), or no poll anywhere could take it again.
+        struct ReleaseAll {
+            EngineCore& core;
+            std::vector<std::unique_ptr<RunInstance>>& active;
+            std::vector<std::unique_ptr<RunInstance>>& next;
+            std::vector<Release>& done;
+            bool armed = true;
+            ~ReleaseAll() {
+                if (!armed) return;
+                for (auto* list : {&active, &next})
+                    for (auto& instance : *list)
+                        if (instance) done.push_back({std::move(instance), false});
+                core.release_instances(std::move(done));
+            }
+        } release_all{*this, active, next, done};
         for (std::size_t i = 0; i < active.size(); ++i) {
             Outcome& out = outcomes[i];
             if (errors[i]) {
@@ -1111,6 +1127,7 @@ void EngineCore::drive(std::vector<std::unique_ptr<RunInstance>> active, PollRes
                     break;
             }
         }
+        release_all.armed = false;
         release_instances(std::move(done));
         active = std::move(next);
     }
@@ -1139,13 +1156,14 @@ PollResult EngineCore::poll() {
         std::unordered_map<std::uint64_t, RunRecord> woken_records;  // as that commit stored them
         more = fire_timer_round(result, woken, woken_records);
         budget += woken.size();
+        Claim claim;
         try {
-            Claim claim = load_claimed(woken, skip, result.problems, true, &woken_records);
-            std::shared_lock<std::shared_mutex> beside(isolation_mutex_);
-            drive(std::move(claim.runs), result, skip);
+            claim = load_claimed(woken, skip, result.problems, true, &woken_records);
         } catch (...) {
             // This process did not die: runs of the round that never ran
-            // were counted, and their next claim must not count again.
+            // were counted, and their next claim must not count again. (Once
+            // drive has them, it releases them itself, and another thread
+            // may claim them again: they are not this catch's to release.)
             std::lock_guard lock(runs_mutex_);
             for (std::uint64_t run : woken)
                 if (executing_.erase(run)) {
@@ -1154,6 +1172,8 @@ PollResult EngineCore::poll() {
                 }
             throw;
         }
+        std::shared_lock<std::shared_mutex> beside(isolation_mutex_);
+        drive(std::move(claim.runs), result, skip);
     }
     // Runs made ready while this poll works are taken only up to the number
     // that was ready when it began (or woken by its timers), so a stream of

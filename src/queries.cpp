@@ -108,8 +108,19 @@ std::vector<Event> EngineCore::events(std::uint64_t after, std::size_t limit) {
     Txn t = storage.read();
     Cursor c(t, Db::events);
     const EventSources sources = event_sources_in(t);
-    for (bool ok = c.seek(event_key(after + 1)); ok && out.size() < limit; ok = c.next())
-        out.push_back(decode_event(c.value(), get_be64(c.key()), sources));
+    for (bool ok = c.seek(event_key(after + 1)); ok && out.size() < limit; ok = c.next()) {
+        const std::uint64_t seq = get_be64(c.key());
+        std::uint64_t run = 0;  // known once the event's own bytes check out
+        try {
+            out.push_back(decode_event(c.value(), seq, sources, &run));
+        } catch (const FormatError& e) {
+            // An event reads its run's record and the journal entry it tells
+            // of: say which event failed, so that a reader can go on after it.
+            throw FormatError("abide.storage.corrupt",
+                              fmt::format("event {}{} cannot be read: {}. Read on with events({}); run `abide check`",
+                                          seq, run ? fmt::format(" of run #{}", run) : std::string(), e.what(), seq));
+        }
+    }
     return out;
 }
 
@@ -130,9 +141,9 @@ Stats EngineCore::stats() {
     // records tell which. Every other status has its own range of by_status.
     Cursor r(t, Db::ready);
     for (bool ok = r.first(); ok; ok = r.next()) {
-        const std::uint64_t run = get_be64(r.key());
         bool running = false;
         try {
+            const std::uint64_t run = get_be64(r.key());
             auto raw = t.get(Db::runs, run_key(run));
             running = raw && decode_run_record(*raw, run).status == RunStatus::running;
         } catch (const FormatError&) {

@@ -88,7 +88,7 @@ std::int64_t time_after(ByteReader& r, std::int64_t base, std::int64_t delta) {
 /// Reads a delta and returns `base + delta` (see above).
 std::int64_t time_after(ByteReader& r, std::int64_t base) { return time_after(r, base, time_field(r)); }
 
-/// Layout 2 (formats 2 and 3): every field, times absolute.
+/// Layout 2 (formats 2 to 4): every field, times absolute.
 JournalEntry decode_journal_layout_2(ByteReader& r) {
     JournalEntry e;
     std::uint8_t kind = r.u8();
@@ -333,9 +333,9 @@ Event decode_event(std::string_view bytes, std::uint64_t seq, const EventSources
         ev.workflow = std::move(facts.workflow);
         ev.at = from_micros((flags & at_relative) ? time_after(r, facts.created_us, at) : at);
         if (flags & from_entry) {
+            if (!ev.name.empty()) r.fail("a name beside the entry that supplies it");
             entry = sources.entry(number, entry_seq, facts.created_us);
             ev.name = entry->name;
-            if (entry->deadline_us != 0) ev.deadline = from_micros(entry->deadline_us);
         }
         if (flags & has_topic) ev.topic = ev.name + "/" + ev.run_id;
     } else {
@@ -347,7 +347,10 @@ Event decode_event(std::string_view bytes, std::uint64_t seq, const EventSources
         ev.topic = r.str();
     }
     std::string data(r.str());
-    if (flags & data_from_entry) data = wait_data(*entry);
+    if (flags & data_from_entry) {
+        if (!data.empty()) r.fail("data beside the entry that supplies it");
+        data = wait_data(*entry);
+    }
     if (!data.empty()) {
         try {
             ev.data = json::parse(data);
@@ -355,7 +358,11 @@ Event decode_event(std::string_view bytes, std::uint64_t seq, const EventSources
             r.fail(std::string("data is not JSON: ") + e.what());
         }
     }
-    const std::int64_t deadline = time_field(r);
+    std::int64_t deadline = time_field(r);
+    if (flags & from_entry) {
+        if (deadline != 0) r.fail("a deadline beside the entry that supplies it");
+        deadline = entry->deadline_us;
+    }
     if (deadline != 0) ev.deadline = from_micros(deadline);
     if (!r.at_end()) r.fail("trailing bytes");
     return ev;

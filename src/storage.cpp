@@ -323,42 +323,50 @@ void Storage::check_format() {
         }
     }
     open_databases(fresh);
-    std::uint32_t version = 0;
-    {
-        Txn txn = read();
-        auto meta = txn.get(Db::meta, "format");
-        if (!meta || meta->size() != format_magic.size() + 4 || meta->substr(0, format_magic.size()) != format_magic)
-            throw FormatError("abide.storage.foreign_file",
-                              "'" + path_ + "' has no abide format record; it is not an abide database. "
-                              "The file was not modified");
-        version = get_be32(*meta, format_magic.size());
-    }
-    if (version > journal_format_version)
-        throw FormatError("abide.storage.newer_format",
-                          "'" + path_ + "' has journal format " + std::to_string(version) +
-                              " but this build of abide reads format " + std::to_string(journal_format_version) +
-                              " at most; upgrade abide. The file was not modified");
-    const bool upgradable = version >= 2 && version < journal_format_version;
-    if (upgradable && read_only_)
-        throw FormatError("abide.storage.older_format",
-                          "'" + path_ + "' has journal format " + std::to_string(version) + "; this build reads format " +
-                              std::to_string(journal_format_version) +
-                              ". Open it once with an Engine (or any `abide` command but `check`), which upgrades it "
-                              "in place. "
-                              "The file was not modified");
-    if (upgradable) {
+    // Another process may upgrade the file between our read and our write:
+    // the write transaction reads the version again and, if it changed,
+    // the checks start over.
+    for (;;) {
+        std::uint32_t version = 0;
+        {
+            Txn txn = read();
+            version = format_version(txn);
+        }
+        if (version > journal_format_version)
+            throw FormatError("abide.storage.newer_format",
+                              "'" + path_ + "' has journal format " + std::to_string(version) +
+                                  " but this build of abide reads format " + std::to_string(journal_format_version) +
+                                  " at most; upgrade abide. The file was not modified");
+        if (version < 2)
+            throw FormatError("abide.storage.older_format",
+                              "'" + path_ + "' has journal format " + std::to_string(version) +
+                                  ", written by an earlier abide whose checksums do not cover their keys; this build "
+                                  "reads format " +
+                                  std::to_string(journal_format_version) +
+                                  ". Finish its runs with the build that wrote it, or start a new file. "
+                                  "The file was not modified");
+        if (version == journal_format_version) return;
+        if (read_only_)
+            throw FormatError("abide.storage.older_format",
+                              "'" + path_ + "' has journal format " + std::to_string(version) +
+                                  "; this build reads format " + std::to_string(journal_format_version) +
+                                  ". Open it once with an Engine (or any `abide` command but `check`), which "
+                                  "upgrades it in place. The file was not modified");
         Txn txn = write();
+        if (format_version(txn) != version) continue;  // upgraded meanwhile: look again
         upgrade(txn, version);
         txn.commit();
         return;
     }
-    if (version < journal_format_version)
-        throw FormatError("abide.storage.older_format",
-                          "'" + path_ + "' has journal format " + std::to_string(version) + ", written by an earlier abide "
-                              "whose checksums do not cover their keys; this build reads format " +
-                              std::to_string(journal_format_version) +
-                              ". Finish its runs with the build that wrote it, or start a new file. "
-                              "The file was not modified");
+}
+
+std::uint32_t Storage::format_version(const Txn& txn) const {
+    auto meta = txn.get(Db::meta, "format");
+    if (!meta || meta->size() != format_magic.size() + 4 || meta->substr(0, format_magic.size()) != format_magic)
+        throw FormatError("abide.storage.foreign_file",
+                          "'" + path_ + "' has no abide format record; it is not an abide database. "
+                          "The file was not modified");
+    return get_be32(*meta, format_magic.size());
 }
 
 void Storage::upgrade(Txn& txn, std::uint32_t from) {

@@ -146,6 +146,8 @@ private:
     void create_file(unsigned flags);
     void open_databases(bool create);
     void check_format();
+    /// The version in the format record; FormatError if there is none.
+    std::uint32_t format_version(const Txn& txn) const;
     /// Rewrites a file of format `from` (2 or later) as this build's format,
     /// inside `txn` (the caller commits).
     void upgrade(Txn& txn, std::uint32_t from);

@@ -193,13 +193,20 @@ private:
             }
             ++expected_seq;
             try {
-                (void)decode_journal_entry(j.value(), run, seq, r.created_us);
+                const JournalEntry e = decode_journal_entry(j.value(), run, seq, r.created_us);
+                // Queries read the wait's data from the entry the park names.
+                if (r.park && seq == r.park->seq)
+                    expect(e.parks(), fmt::format("its wait names journal entry {}, a {} entry", seq, to_string(e.kind)));
             } catch (const FormatError& e) {
                 run_problem(run, e.what());
             }
         }
         expect(expected_seq == r.journal_len,
                fmt::format("the record says {} journal entries, the journal holds {}", r.journal_len, expected_seq));
+        if (r.park)
+            expect(r.park->seq < r.journal_len,
+                   fmt::format("its wait names journal entry {}, past the journal's {} entries", r.park->seq,
+                               r.journal_len));
     }
 
     /// Every index entry names a run that exists.
@@ -316,7 +323,7 @@ private:
             try {
                 (void)decode_event(events.value(), seq, sources, &run);
             } catch (const FormatError& e) {
-                if (run != 0)
+                if (run != 0 && known_.count(run))
                     run_problem(run, fmt::format("its event {} cannot be read: {}", seq, e.what()));
                 else
                     problem(e.what());

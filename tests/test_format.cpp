@@ -1,5 +1,6 @@
 // The file format guard: newer formats are refused untouched, and a damaged
 // record is reported for its run while the other runs go on.
+#include "lmdb_support.hpp"
 #include "support.hpp"
 
 #include <catch2/catch.hpp>
@@ -20,22 +21,7 @@ std::string file_bytes(const std::filesystem::path& p) {
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-/// Changes one abide table with the LMDB C API, as a damaged disk or a
-/// newer abide would, and commits what `change` did.
-void change_table(const std::filesystem::path& db, const char* table,
-                  const std::function<void(MDB_txn*, MDB_dbi)>& change) {
-    MDB_env* env = nullptr;
-    REQUIRE(mdb_env_create(&env) == 0);
-    mdb_env_set_maxdbs(env, 32);
-    REQUIRE(mdb_env_open(env, db.c_str(), MDB_NOSUBDIR, 0644) == 0);
-    MDB_txn* txn = nullptr;
-    REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
-    MDB_dbi dbi = 0;
-    REQUIRE(mdb_dbi_open(txn, table, 0, &dbi) == 0);
-    change(txn, dbi);
-    REQUIRE(mdb_txn_commit(txn) == 0);
-    mdb_env_close(env);
-}
+using test::change_table;
 
 void edit_value(const std::filesystem::path& db, const char* table, std::string_view key,
                 const std::function<void(std::string&)>& edit) {

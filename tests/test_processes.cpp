@@ -182,10 +182,16 @@ TEST_CASE("a killed host's runs are taken over by another process and no committ
     const EngineOptions options = db.options();
     const pid_t a = fork_host(options, slow, runs);
     // Kill A in the middle of its second round: its first round (one body of
-    // each run, 2 lines each) is committed, the second is not.
+    // each run, 2 lines each) is committed, the second is not. Kill it just
+    // after a body began, so that the kill lands inside that body however
+    // slowly this machine runs (the body takes 2 ms).
     const auto deadline = std::chrono::steady_clock::now() + 20s;
-    while (read_log(log).size() < 2 * runs + 20 && std::chrono::steady_clock::now() < deadline)
-        std::this_thread::sleep_for(1ms);
+    for (;;) {
+        const auto lines = read_log(log);
+        if (lines.size() >= 2 * runs + 20 && lines.back().what == "begin") break;
+        if (std::chrono::steady_clock::now() > deadline) break;
+        std::this_thread::sleep_for(100us);
+    }
     ::kill(a, SIGKILL);
     CHECK(wait_host(a) == 128 + SIGKILL);
     const std::size_t lines_before_b = read_log(log).size();

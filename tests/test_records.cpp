@@ -1,8 +1,12 @@
-// Stored record layouts that older files hold and this build must still read.
+// Stored record layouts (the ones older files hold too), and what verify
+// makes of records that disagree with each other.
 #include "bytes.hpp"
 #include "keys.hpp"
+#include "lmdb_support.hpp"
 #include "records.hpp"
+#include "support.hpp"
 
+#include <abide/abide.hpp>
 #include <abide/errors.hpp>
 
 #include <catch2/catch.hpp>
@@ -248,4 +252,62 @@ TEST_CASE("a journal entry with unknown fields or a time out of range is refused
     CHECK_THROWS_WITH(decode_journal_entry(unknown, run, entry_seq, created_us), Catch::Contains("unknown fields"));
     const std::int64_t far = std::chrono::duration_cast<std::chrono::microseconds>(Clock::duration::max()).count();
     CHECK_THROWS_WITH(decode_journal_entry(bytes, run, entry_seq, far), Catch::Contains("out of range"));
+}
+
+TEST_CASE("an event that takes a field from its entry and stores it too is refused", "[storage][records]") {
+    // Only damage makes one: the encoder stores those fields empty.
+    const auto [name, data, deadline, what] = GENERATE(table<std::string, std::string, std::int64_t, std::string>(
+        {{"approve", "", 0, "a name beside"}, {"", "{}", 0, "data beside"}, {"", "", 5, "a deadline beside"}}));
+    ByteWriter w(3);
+    w.u8(static_cast<std::uint8_t>(EventType::suspended));
+    w.svarint(0);
+    w.varint(run);
+    w.str(name);
+    w.u8(2 | 4);  // name, deadline and data from entry 2
+    w.varint(2);
+    w.str(data);
+    w.svarint(deadline);
+    const std::string bytes = std::move(w).finish(event_key(seq));
+    CHECK_THROWS_WITH(decode_event(bytes, seq, sources_of_run_7()), Catch::Contains(what));
+}
+
+TEST_CASE("verify reports a wait that names a journal entry which is not a wait", "[storage][records][verify]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    {
+        Engine engine(test::test_options(dir, clock));
+        engine.define("approval", [](Context& ctx, const std::string&) {
+            (void)ctx.step("load", [] { return 1; });
+            return ctx.wait_for_signal<int>("decision");
+        }).signal<int>("decision");
+        (void)engine.start("approval", std::string("a"), StartOptions{.run_id = "first"});
+        engine.poll();
+        REQUIRE(engine.status("first")->status == RunStatus::waiting);
+    }
+    REQUIRE(verify_database(dir.db()).ok());
+    // Journal entry 1 (the wait) becomes a step result, checksummed as abide writes one.
+    std::int64_t created_us = 0;
+    test::change_table(dir.db(), "runs", [&](MDB_txn* txn, MDB_dbi dbi) {
+        const FixedKey key = run_key(1);
+        MDB_val k{std::string_view(key).size(), const_cast<char*>(std::string_view(key).data())}, v{};
+        REQUIRE(mdb_get(txn, dbi, &k, &v) == 0);
+        created_us = decode_run_record({static_cast<const char*>(v.mv_data), v.mv_size}, 1).created_us;
+    });
+    test::change_table(dir.db(), "journal", [&](MDB_txn* txn, MDB_dbi dbi) {
+        JournalEntry step;
+        step.kind = EntryKind::step_ok;
+        step.name = "load";
+        step.value = "1";
+        step.attempt = 1;
+        step.started_us = step.finished_us = created_us;
+        std::string value = encode(step, 1, 1, created_us);
+        const FixedKey key = journal_key(1, 1);
+        MDB_val k{std::string_view(key).size(), const_cast<char*>(std::string_view(key).data())},
+            v{value.size(), value.data()};
+        REQUIRE(mdb_put(txn, dbi, &k, &v, 0) == 0);
+    });
+    const VerifyReport report = verify_database(dir.db());
+    INFO(report.to_json().dump());
+    CHECK(report.damaged_runs == std::vector<std::string>{"first"});
+    CHECK_THAT(report.to_json().dump(), Catch::Contains("its wait names journal entry 1, a step entry"));
 }
