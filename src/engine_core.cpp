@@ -13,8 +13,6 @@ namespace abide::detail {
 
 namespace {
 
-bool needs_execution(RunStatus s) { return s == RunStatus::ready || s == RunStatus::running; }
-
 WaitKind park_kind_of(const JournalEntry& park) {
     switch (park.kind) {
         case EntryKind::wait: return park.wait_kind;
@@ -95,9 +93,7 @@ void EngineCore::put_run(WriteContext& w, std::uint64_t run, RunRecord& record) 
 
 void EngineCore::set_status(WriteContext& w, std::uint64_t run, RunRecord& record, RunStatus status) {
     if (record.status == status) return;
-    // Ready and running runs are in the ready set, the others in the status
-    // index: a run moving between ready and running touches neither.
-    const bool was = needs_execution(record.status), is = needs_execution(status);
+    const bool was = in_ready_set(record.status), is = in_ready_set(status);
     if (!was) w.txn.del(Db::by_status, status_key(record.status, run));
     if (!is) w.txn.put(Db::by_status, status_key(status, run), record.workflow);
     if (was && !is) w.txn.del(Db::ready, run_key(run));
@@ -647,8 +643,7 @@ void EngineCore::release_quarantined(std::string_view run_id) {
 
 // ---- poll ---------------------------------------------------------------------------
 
-bool EngineCore::fire_timer_round(PollResult& result, std::vector<std::uint64_t>& woken,
-                                  std::unordered_map<std::uint64_t, RunRecord>& woken_records) {
+bool EngineCore::fire_timer_round(PollResult& result, std::map<std::uint64_t, RunRecord>& woken) {
     // At most one round of runs: they are claimed (locked) here and executed
     // before the next round is fired, so the run locks held at once stay
     // bounded (the kernel walks a file's lock list on every lock and unlock).
@@ -665,7 +660,6 @@ bool EngineCore::fire_timer_round(PollResult& result, std::vector<std::uint64_t>
             damaged.clear();
             damaged_runs.clear();
             woken.clear();
-            woken_records.clear();
             std::vector<std::string> due;
             {
                 Cursor c(w.txn, Db::timers);
@@ -683,9 +677,14 @@ bool EngineCore::fire_timer_round(PollResult& result, std::vector<std::uint64_t>
                 }
             }
             {
+                // Claimed together, a stretch of run numbers at a time; a run
+                // claimed by another thread or process stays ready for it.
                 std::vector<std::uint64_t> runs;
-                for (const std::string& key : due) runs.push_back(get_be64(key, 8));
-                lock_for_claims(std::move(runs), locked);
+                for (const std::string& key : due)
+                    if (!locked.count(get_be64(key, 8))) runs.push_back(get_be64(key, 8));
+                std::sort(runs.begin(), runs.end());
+                runs.erase(std::unique(runs.begin(), runs.end()), runs.end());
+                for (std::uint64_t run : claim_runs(runs)) locked.insert(run);
             }
             for (const std::string& key : due) {
                 const std::uint64_t run = get_be64(key, 8);
@@ -712,14 +711,13 @@ bool EngineCore::fire_timer_round(PollResult& result, std::vector<std::uint64_t>
                 wake_parked(w, run, record, std::move(wake));
                 // This poll executes the run next, so the claim rides in this
                 // commit (a woken run just made progress: it is no suspect).
-                const bool claimed = claim_in_commit(run, locked);
+                const bool claimed = locked.count(run) > 0;
                 if (claimed) {
                     record.attempts = 1;
                     set_status(w, run, record, RunStatus::running);
-                    woken.push_back(run);
                 }
                 put_run(w, run, record);
-                if (claimed) woken_records.emplace(run, std::move(record));
+                if (claimed) woken.emplace(run, std::move(record));
                 ++count;
             }
         });
@@ -727,7 +725,7 @@ bool EngineCore::fire_timer_round(PollResult& result, std::vector<std::uint64_t>
         unclaim_all({locked.begin(), locked.end()});
         throw;
     }
-    for (std::uint64_t run : woken) locked.erase(run);
+    for (const auto& [run, record] : woken) locked.erase(run);
     // Locked but not woken: stale timers, or an attempt re-applied without them.
     unclaim_all({locked.begin(), locked.end()});
     ABIDE_CRASH_POINT("timer.committed");  // crash: the woken runs are claimed (attempt 1), none executed
@@ -752,42 +750,32 @@ EngineCore::Claim EngineCore::claim_ready(std::set<std::uint64_t>& skip, std::ve
         Cursor c(t, Db::ready);
         bool ok = c.first();
         while (ok && candidates.size() < options.max_runs_per_round) {
-            std::vector<std::uint64_t> marked;  // ascending, as the ready index is
-            for (; ok && candidates.size() + marked.size() < options.max_runs_per_round; ok = c.next()) {
+            std::vector<std::uint64_t> batch;  // ascending, as the ready index is
+            for (; ok && candidates.size() + batch.size() < options.max_runs_per_round; ok = c.next()) {
                 const std::uint64_t run = get_be64(c.key());
-                if (skip.count(run)) continue;
-                std::lock_guard lock(runs_mutex_);
-                if (executing_.insert(run).second) marked.push_back(run);
+                if (!skip.count(run)) batch.push_back(run);
             }
-            std::vector<std::uint64_t> locked;
+            std::vector<std::uint64_t> busy;  // another process executes them; not again in this poll
             try {
-                locked = run_locks.try_lock_all(marked);
+                const std::vector<std::uint64_t> taken = claim_runs(batch, &busy);
+                candidates.insert(candidates.end(), taken.begin(), taken.end());
             } catch (...) {
-                unclaim_all(marked);
                 unclaim_all(candidates);
                 throw;
             }
-            std::vector<std::uint64_t> busy;  // another process executes them; not again in this poll
-            std::set_difference(marked.begin(), marked.end(), locked.begin(), locked.end(), std::back_inserter(busy));
-            {
-                std::lock_guard lock(runs_mutex_);
-                for (std::uint64_t run : busy) executing_.erase(run);
-            }
             skip.insert(busy.begin(), busy.end());
-            candidates.insert(candidates.end(), locked.begin(), locked.end());
         }
     }
     return load_claimed(candidates, skip, problems, false);
 }
 
-void EngineCore::lock_for_claims(std::vector<std::uint64_t> runs, std::set<std::uint64_t>& locked) {
-    std::sort(runs.begin(), runs.end());
-    runs.erase(std::unique(runs.begin(), runs.end()), runs.end());
-    std::vector<std::uint64_t> marked;
+std::vector<std::uint64_t> EngineCore::claim_runs(const std::vector<std::uint64_t>& runs,
+                                                  std::vector<std::uint64_t>* busy) {
+    std::vector<std::uint64_t> marked;  // not executing in this process yet: now they are
     {
         std::lock_guard lock(runs_mutex_);
         for (std::uint64_t run : runs)
-            if (!locked.count(run) && executing_.insert(run).second) marked.push_back(run);
+            if (executing_.insert(run).second) marked.push_back(run);
     }
     std::vector<std::uint64_t> taken;
     try {
@@ -796,45 +784,19 @@ void EngineCore::lock_for_claims(std::vector<std::uint64_t> runs, std::set<std::
         unclaim_all(marked);
         throw;
     }
-    std::lock_guard lock(runs_mutex_);
-    std::size_t t = 0;
-    for (std::uint64_t run : marked) {
-        if (t < taken.size() && taken[t] == run) {
-            locked.insert(run);
-            ++t;
-        } else {
-            executing_.erase(run);  // another process holds it
-        }
+    std::vector<std::uint64_t> refused;  // another process holds them
+    std::set_difference(marked.begin(), marked.end(), taken.begin(), taken.end(), std::back_inserter(refused));
+    {
+        std::lock_guard lock(runs_mutex_);
+        for (std::uint64_t run : refused) executing_.erase(run);
     }
-}
-
-bool EngineCore::claim_in_commit(std::uint64_t run, std::set<std::uint64_t>& locked) {
-    if (!locked.count(run)) {
-        {
-            std::lock_guard lock(runs_mutex_);
-            if (!executing_.insert(run).second) return false;  // another thread of this process has it
-        }
-        bool ok = false;
-        try {
-            ok = run_locks.try_lock(run);
-        } catch (...) {
-            std::lock_guard lock(runs_mutex_);
-            executing_.erase(run);
-            throw;
-        }
-        if (!ok) {
-            std::lock_guard lock(runs_mutex_);
-            executing_.erase(run);
-            return false;  // another process: it stays ready for whoever polls
-        }
-        locked.insert(run);
-    }
-    return true;
+    if (busy) busy->insert(busy->end(), refused.begin(), refused.end());
+    return taken;
 }
 
 EngineCore::Claim EngineCore::load_claimed(const std::vector<std::uint64_t>& candidates,
                                            std::set<std::uint64_t>& skip, std::vector<std::string>& problems,
-                                           bool counted, std::unordered_map<std::uint64_t, RunRecord>* committed) {
+                                           bool counted, std::map<std::uint64_t, RunRecord>* committed) {
     // Phase 2: read each run in a snapshot taken after the claim. A thread or
     // process that executed one of them let go only after its commit, so this
     // snapshot holds everything it wrote (an older one could replay a step
@@ -872,7 +834,7 @@ EngineCore::Claim EngineCore::load_claimed(const std::vector<std::uint64_t>& can
             }
             try {
                 RunRecord record = known ? std::move(*known) : decode_run_record(*raw, run);
-                if (!needs_execution(record.status)) {
+                if (!in_ready_set(record.status)) {
                     // One snapshot holds both, and every write keeps them
                     // together: only a damaged index disagrees with the record.
                     problems.push_back(fmt::format("run '{}' (#{}) is in the ready set but is {}: the index is "
@@ -961,7 +923,7 @@ void EngineCore::count_attempts(Claim& claim, std::set<std::uint64_t>& skip) {
             const std::uint64_t run = instance.run_number();
             auto raw = w.txn.get(Db::runs, run_key(run));
             RunRecord record = decode_run_record(*raw, run);
-            keep[i] = needs_execution(record.status) && record.incarnation == instance.incarnation();
+            keep[i] = in_ready_set(record.status) && record.incarnation == instance.incarnation();
             if (!keep[i]) continue;
             bool counted = true;
             {
@@ -975,7 +937,7 @@ void EngineCore::count_attempts(Claim& claim, std::set<std::uint64_t>& skip) {
         for (const std::uint64_t run : claim.quarantine) {
             auto raw = w.txn.get(Db::runs, run_key(run));
             RunRecord record = decode_run_record(*raw, run);
-            if (!needs_execution(record.status)) continue;
+            if (!in_ready_set(record.status)) continue;
             std::string where = "before its first journal entry";
             if (record.journal_len > 0) {
                 auto last = w.txn.get(Db::journal, journal_key(run, record.journal_len - 1));
@@ -1077,57 +1039,50 @@ void EngineCore::drive(std::vector<std::unique_ptr<RunInstance>> active, PollRes
         ++result.commits;
         std::vector<std::unique_ptr<RunInstance>> next;
         std::vector<Release> done;  // released together once the round is sorted out
-        // Whatever happens below, every run of the round is released (locks,
-        // executing set), or no poll anywhere could take it again.
-        struct ReleaseAll {
-            EngineCore& core;
-            std::vector<std::unique_ptr<RunInstance>>& active;
-            std::vector<std::unique_ptr<RunInstance>>& next;
-            std::vector<Release>& done;
-            bool armed = true;
-            ~ReleaseAll() {
-                if (!armed) return;
-                for (auto* list : {&active, &next})
-                    for (auto& instance : *list)
-                        if (instance) done.push_back({std::move(instance), false});
-                core.release_instances(std::move(done));
-            }
-        } release_all{*this, active, next, done};
-        for (std::size_t i = 0; i < active.size(); ++i) {
-            Outcome& out = outcomes[i];
-            if (errors[i]) {
-                try {
-                    std::rethrow_exception(errors[i]);
-                } catch (const std::exception& e) {
-                    result.problems.push_back(e.what());
-                }
-                skip.insert(active[i]->run_number());
-                done.push_back({std::move(active[i]), false});
-                continue;
-            }
-            switch (out.kind) {
-                case Outcome::Kind::proceed:
-                    active[i]->committed(out.request_entry_appended, std::move(out.wake));
-                    next.push_back(std::move(active[i]));
-                    break;
-                case Outcome::Kind::parked:
-                    active[i]->committed(out.request_entry_appended, std::move(out.wake));
-                    ++result.waiting;
-                    done.push_back({std::move(active[i]), true});
-                    break;
-                case Outcome::Kind::finished:
-                    if (out.final_status == RunStatus::completed) ++result.completed;
-                    if (out.final_status == RunStatus::failed) ++result.failed;
-                    if (out.final_status == RunStatus::cancelled) ++result.cancelled;
-                    done.push_back({std::move(active[i]), false});
-                    break;
-                case Outcome::Kind::stale:
+        try {
+            for (std::size_t i = 0; i < active.size(); ++i) {
+                Outcome& out = outcomes[i];
+                if (errors[i]) {
+                    try {
+                        std::rethrow_exception(errors[i]);
+                    } catch (const std::exception& e) {
+                        result.problems.push_back(e.what());
+                    }
                     skip.insert(active[i]->run_number());
                     done.push_back({std::move(active[i]), false});
-                    break;
+                    continue;
+                }
+                switch (out.kind) {
+                    case Outcome::Kind::proceed:
+                        active[i]->committed(out.request_entry_appended, std::move(out.wake));
+                        next.push_back(std::move(active[i]));
+                        break;
+                    case Outcome::Kind::parked:
+                        active[i]->committed(out.request_entry_appended, std::move(out.wake));
+                        ++result.waiting;
+                        done.push_back({std::move(active[i]), true});
+                        break;
+                    case Outcome::Kind::finished:
+                        if (out.final_status == RunStatus::completed) ++result.completed;
+                        if (out.final_status == RunStatus::failed) ++result.failed;
+                        if (out.final_status == RunStatus::cancelled) ++result.cancelled;
+                        done.push_back({std::move(active[i]), false});
+                        break;
+                    case Outcome::Kind::stale:
+                        skip.insert(active[i]->run_number());
+                        done.push_back({std::move(active[i]), false});
+                        break;
+                }
             }
+        } catch (...) {
+            // Every run of the round is released (locks, executing set), or no
+            // poll anywhere could take it again.
+            for (auto* list : {&active, &next})
+                for (auto& instance : *list)
+                    if (instance) done.push_back({std::move(instance), false});
+            release_instances(std::move(done));
+            throw;
         }
-        release_all.armed = false;
         release_instances(std::move(done));
         active = std::move(next);
     }
@@ -1152,20 +1107,21 @@ PollResult EngineCore::poll() {
     std::set<std::uint64_t> skip;
     // An idle poll must not take the write lock: fire only if the first look saw a due timer.
     for (bool more = earliest && *earliest <= now(); more;) {
-        std::vector<std::uint64_t> woken;  // claimed by the commit that fired their timers
-        std::unordered_map<std::uint64_t, RunRecord> woken_records;  // as that commit stored them
-        more = fire_timer_round(result, woken, woken_records);
+        std::map<std::uint64_t, RunRecord> woken;  // claimed by the commit that fired their timers
+        more = fire_timer_round(result, woken);
         budget += woken.size();
+        std::vector<std::uint64_t> woken_runs;
+        for (const auto& [run, record] : woken) woken_runs.push_back(run);
         Claim claim;
         try {
-            claim = load_claimed(woken, skip, result.problems, true, &woken_records);
+            claim = load_claimed(woken_runs, skip, result.problems, true, &woken);
         } catch (...) {
             // This process did not die: runs of the round that never ran
             // were counted, and their next claim must not count again. (Once
             // drive has them, it releases them itself, and another thread
             // may claim them again: they are not this catch's to release.)
             std::lock_guard lock(runs_mutex_);
-            for (std::uint64_t run : woken)
+            for (std::uint64_t run : woken_runs)
                 if (executing_.erase(run)) {
                     run_locks.unlock(run);
                     not_counted_.insert(run);

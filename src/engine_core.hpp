@@ -124,16 +124,15 @@ private:
 
     /// Fires up to max_runs_per_round due timers in one commit, claiming the
     /// runs it wakes for this poll in that commit (attempt counted, run lock
-    /// taken): they go to `woken`, and their records as committed to
-    /// `woken_records`. True if more timers are due.
-    bool fire_timer_round(PollResult& result, std::vector<std::uint64_t>& woken,
-                          std::unordered_map<std::uint64_t, RunRecord>& woken_records);
-    /// Inside a commit: takes `run` for this process (executing set and run
-    /// lock) unless it has it already in `locked`. False if someone else has it.
-    bool claim_in_commit(std::uint64_t run, std::set<std::uint64_t>& locked);
-    /// claim_in_commit for many runs at once, the run locks a stretch of
-    /// numbers at a time; those taken join `locked`, the others are left.
-    void lock_for_claims(std::vector<std::uint64_t> runs, std::set<std::uint64_t>& locked);
+    /// taken): they go to `woken` with their records as that commit stored
+    /// them. True if more timers are due.
+    bool fire_timer_round(PollResult& result, std::map<std::uint64_t, RunRecord>& woken);
+    /// Takes `runs` (sorted, distinct) for this process: marks them executing
+    /// and takes their run locks, a stretch of numbers at a time. Returns
+    /// those taken; runs another thread of this process executes are left,
+    /// and those another process holds go to `busy`.
+    std::vector<std::uint64_t> claim_runs(const std::vector<std::uint64_t>& runs,
+                                          std::vector<std::uint64_t>* busy = nullptr);
     /// Ready runs taken for one round: locked for this process, journals loaded.
     struct Claim {
         std::vector<std::unique_ptr<RunInstance>> runs;
@@ -154,7 +153,7 @@ private:
     /// held since kept unchanged), used instead of reading them again.
     Claim load_claimed(const std::vector<std::uint64_t>& runs, std::set<std::uint64_t>& skip,
                        std::vector<std::string>& problems, bool counted,
-                       std::unordered_map<std::uint64_t, RunRecord>* committed = nullptr);
+                       std::map<std::uint64_t, RunRecord>* committed = nullptr);
     /// Commits the claimed runs' attempts (and the quarantines) before any of
     /// their code runs; drops runs that changed meanwhile.
     void count_attempts(Claim& claim, std::set<std::uint64_t>& skip);

@@ -26,6 +26,11 @@ inline std::string waits_key(std::string_view name, std::uint64_t run) {
     return k;
 }
 
+/// Where a run of this status is indexed: ready and running runs (the ones
+/// a poll executes) in the ready set, every other status in the status index
+/// under status_key. A run moving between ready and running touches neither.
+inline bool in_ready_set(RunStatus status) { return status == RunStatus::ready || status == RunStatus::running; }
+
 inline FixedKey status_key(RunStatus status, std::uint64_t run) {
     return FixedKey().u8(static_cast<std::uint8_t>(status)).be64(run);
 }

@@ -22,16 +22,9 @@ std::optional<RunRecord> EngineCore::find_run(Txn& txn, std::string_view id, std
 
 RunInfo EngineCore::run_info(Txn& txn, std::uint64_t run, const RunRecord& record) const {
     std::optional<JournalEntry> park;
-    if (record.park && record.status == RunStatus::waiting) {
-        // The wait's data lives in its park entry only (the record mirrors the rest).
-        const auto raw = txn.get(Db::journal, journal_key(run, record.park->seq));
-        if (!raw)
-            throw FormatError("abide.storage.corrupt",
-                              fmt::format("run '{}' waits at journal entry {}, which is missing; the file is "
-                                          "damaged. Run `abide check`",
-                                          record.id, record.park->seq));
-        park = decode_journal_entry(*raw, run, record.park->seq, record.created_us);
-    }
+    // The wait's data lives in its park entry only (the record mirrors the rest).
+    if (record.park && record.status == RunStatus::waiting)
+        park = read_journal_entry(txn, run, record.park->seq, record.created_us);
     return to_run_info(record, park ? &*park : nullptr);
 }
 
@@ -82,7 +75,7 @@ std::vector<RunInfo> EngineCore::list_runs(const RunQuery& query) {
         for (bool ok = c.seek(waits_key(*query.waiting_for, after + 1));
              ok && out.size() < query.limit && c.key().substr(0, prefix.size()) == prefix; ok = c.next())
             consider(get_be64(c.key(), prefix.size()));
-    } else if (query.status == RunStatus::ready || query.status == RunStatus::running) {
+    } else if (query.status && in_ready_set(*query.status)) {
         // The ready set holds both; `consider` tells them apart by the record.
         Cursor c(t, Db::ready);
         for (bool ok = c.seek(run_key(after + 1)); ok && out.size() < query.limit; ok = c.next())

@@ -383,14 +383,18 @@ EventSources event_sources_in(const Txn& txn) {
             .first->second;
     };
     sources.entry = [&txn](std::uint64_t run, std::uint32_t seq, std::int64_t created_us) {
-        const auto raw = txn.get(Db::journal, journal_key(run, seq));
-        if (!raw)
-            throw FormatError("abide.storage.corrupt",
-                              "an event of run #" + std::to_string(run) + " tells of its journal entry " +
-                                  std::to_string(seq) + ", which does not exist; the file is damaged. Run `abide check`");
-        return decode_journal_entry(*raw, run, seq, created_us);
+        return read_journal_entry(txn, run, seq, created_us);
     };
     return sources;
+}
+
+JournalEntry read_journal_entry(const Txn& txn, std::uint64_t run, std::uint32_t seq, std::int64_t created_us) {
+    const auto raw = txn.get(Db::journal, journal_key(run, seq));
+    if (!raw)
+        throw FormatError("abide.storage.corrupt", "journal entry " + std::to_string(seq) + " of run #" +
+                                                       std::to_string(run) +
+                                                       " is missing; the file is damaged. Run `abide check`");
+    return decode_journal_entry(*raw, run, seq, created_us);
 }
 
 std::string encode_signal_id(SignalIdMark mark, std::uint64_t run, std::string_view signal_id) {

@@ -177,6 +177,9 @@ struct EventSources {
 Event decode_event(std::string_view bytes, std::uint64_t seq, const EventSources& sources, std::uint64_t* run = nullptr);
 
 class Txn;
+/// Journal entry `seq` of run #`run` (created at `created_us`), read in
+/// `txn`; FormatError if it is missing or damaged.
+JournalEntry read_journal_entry(const Txn& txn, std::uint64_t run, std::uint32_t seq, std::int64_t created_us);
 /// EventSources reading records in `txn` (which must outlive them), each run once.
 EventSources event_sources_in(const Txn& txn);
 

@@ -1,6 +1,7 @@
 #include "storage.hpp"
 
 #include "bytes.hpp"
+#include "keys.hpp"
 
 #include <abide/errors.hpp>
 #include <abide/types.hpp>
@@ -384,13 +385,10 @@ void Storage::upgrade(Txn& txn, std::uint32_t from) {
 void Storage::drop_executable_statuses(Txn& txn) {
     // Format 3 keeps ready and running runs only in the ready set, which
     // format 2 also had; their by_status entries go.
-    auto executable = [](std::string_view key) {
-        return !key.empty() && (key[0] == static_cast<char>(RunStatus::ready) ||
-                                key[0] == static_cast<char>(RunStatus::running));
-    };
     Cursor c(txn, Db::by_status);
     if (c.seek(std::string(1, static_cast<char>(RunStatus::ready))))
-        while (executable(c.key())) c.del();  // del steps to the next entry (an empty key past the end)
+        while (!c.key().empty() && in_ready_set(static_cast<RunStatus>(c.key()[0])))
+            c.del();  // del steps to the next entry (an empty key past the end)
 }
 
 void Storage::open_databases(bool create) {

@@ -166,7 +166,7 @@ private:
         const auto id_target = t.get(Db::run_ids, r.id);
         expect(id_target && id_target->size() == 8 && get_be64(*id_target) == run,
                "the id index does not point at this run");
-        const bool executable = r.status == RunStatus::ready || r.status == RunStatus::running;
+        const bool executable = in_ready_set(r.status);
         if (!executable)
             expect(t.get(Db::by_status, status_key(r.status, run)).has_value(),
                    fmt::format("missing from the status index ({})", to_string(r.status)));
@@ -233,8 +233,7 @@ private:
                     if (!known_.count(run))
                         problem(fmt::format("{}: names run #{}, which does not exist", index.name, run));
                     else if (index.db == Db::by_status && key.size() == 9 &&
-                             (key[0] == static_cast<char>(RunStatus::ready) ||
-                              key[0] == static_cast<char>(RunStatus::running)))
+                             in_ready_set(static_cast<RunStatus>(key[0])))
                         problem(fmt::format("{}: lists run #{} as {}, a status only the ready set holds",
                                             index.name, run, to_string(static_cast<RunStatus>(key[0]))));
                 }
@@ -254,6 +253,7 @@ private:
     /// names the run the signal was for.
     void check_inbox(Txn& t) {
         Cursor inbox(t, Db::inbox);
+        const EventSources sources = event_sources_in(t);
         for (bool ok = inbox.first(); ok; ok = inbox.next()) {
             ++report_.buffered_signals;
             const std::string_view key = inbox.key();
@@ -266,7 +266,7 @@ private:
                 const std::string_view name = key.substr(9, key.size() - 18);
                 const auto event = t.get(Db::events, key.substr(key.size() - 8));
                 if (!event) throw FormatError("abide.storage.corrupt", "a buffered signal's key names no event");
-                const Event e = decode_event(*event, get_be64(key, key.size() - 8), event_sources_in(t), &announced_number);
+                const Event e = decode_event(*event, get_be64(key, key.size() - 8), sources, &announced_number);
                 if (announced_number == 0) {
                     // A layout 2 event names the run by id: the id index gives its number
                     // (checked on its own by check_runs).
