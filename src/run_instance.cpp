@@ -92,10 +92,14 @@ void RunInstance::unwind() noexcept {
     while (!fiber_.finished()) fiber_.resume();
 }
 
-void RunInstance::submit(Request request) {
+bool RunInstance::yield_request(Request request) {
     request_ = std::move(request);
     fiber_.yield();
-    if (unwinding_) throw FiberUnwind{};
+    return !unwinding_;
+}
+
+void RunInstance::submit(Request request) {
+    if (!yield_request(std::move(request))) throw FiberUnwind{};
 }
 
 void RunInstance::fiber_main() {
@@ -186,13 +190,13 @@ std::int64_t RunInstance::deadline_after(std::optional<Duration> d) const {
     return std::max<std::int64_t>(now + span, 1);
 }
 
-JournalEntry RunInstance::await_wake() {
+const JournalEntry* RunInstance::await_wake() {
     while (cursor_ >= journal_.size()) {
         Request r;
         r.kind = Request::Kind::park;
         r.entry = journal_[cursor_ - 1];
         r.new_entry = false;
-        submit(std::move(r));
+        if (!yield_request(std::move(r))) return nullptr;
     }
     const JournalEntry& e = journal_[cursor_];
     if (e.kind != EntryKind::wake) mismatch(e, "the end of a wait");
@@ -201,7 +205,7 @@ JournalEntry RunInstance::await_wake() {
         cancelled_ = e.error_message;
         throw Cancelled(e.error_message);
     }
-    return e;
+    return &e;
 }
 
 const JournalEntry& RunInstance::append(JournalEntry entry) {
@@ -213,12 +217,12 @@ const JournalEntry& RunInstance::append(JournalEntry entry) {
     return journal_[cursor_++];
 }
 
-JournalEntry RunInstance::park(JournalEntry entry) {
+const JournalEntry* RunInstance::park(JournalEntry entry) {
     Request r;
     r.kind = Request::Kind::park;
     r.entry = std::move(entry);
     r.new_entry = true;
-    submit(std::move(r));
+    if (!yield_request(std::move(r))) return nullptr;
     // The engine appended the park entry (and perhaps its wake) before resuming us.
     ++cursor_;
     return await_wake();
@@ -237,7 +241,7 @@ json RunInstance::run_step(std::string_view name, const StepOptions& options,
             if (e->kind == EntryKind::step_error)
                 throw StepError(std::string(name), e->error_type, e->error_message, e->attempt);
             attempt = e->attempt + 1;  // step_retry: its backoff must have ended
-            (void)await_wake();
+            if (!await_wake()) throw FiberUnwind{};
             continue;
         }
         // Live: run the body. If the process dies before the result is
@@ -287,7 +291,7 @@ json RunInstance::run_step(std::string_view name, const StepOptions& options,
             backoff = std::min(backoff, static_cast<double>(retry.max_backoff.count()));
             entry.kind = EntryKind::step_retry;
             entry.deadline_us = deadline_after(Duration(static_cast<std::int64_t>(backoff)));
-            (void)park(std::move(entry));
+            if (!park(std::move(entry))) throw FiberUnwind{};
             ++attempt;
             continue;
         }
@@ -301,7 +305,7 @@ std::optional<json> RunInstance::wait(WaitKind kind, std::string_view name, json
                                       std::optional<Duration> timeout) {
     check_callable(kind == WaitKind::suspend ? "suspend" : "wait_for_signal");
     if (cancelled_) throw Cancelled(*cancelled_);
-    JournalEntry wake;
+    const JournalEntry* wake = nullptr;
     if (const JournalEntry* e = peek()) {
         if (e->kind != EntryKind::wait || e->wait_kind != kind || e->name != name)
             mismatch(*e, describe_call(EntryKind::wait, kind, name));
@@ -322,8 +326,8 @@ std::optional<json> RunInstance::wait(WaitKind kind, std::string_view name, json
         entry.deadline_us = deadline_after(timeout);
         wake = park(std::move(entry));
     }
-    if (wake.reason == WakeReason::timeout) return std::nullopt;
-    return json::parse(wake.value);
+    if (!wake || wake->reason == WakeReason::timeout) return std::nullopt;  // unwinding: see unwinding()
+    return json::parse(wake->value);
 }
 
 void RunInstance::sleep(Duration duration) {
@@ -332,14 +336,14 @@ void RunInstance::sleep(Duration duration) {
     if (const JournalEntry* e = peek()) {
         if (e->kind != EntryKind::sleep) mismatch(*e, "sleep");
         ++cursor_;
-        (void)await_wake();
+        (void)await_wake();  // unwinding: see unwinding()
         return;
     }
     JournalEntry entry;
     entry.kind = EntryKind::sleep;
     entry.started_us = entry.finished_us = to_micros(core_.now());  // the instant it parked
     entry.deadline_us = deadline_after(duration);
-    (void)park(std::move(entry));
+    (void)park(std::move(entry));  // unwinding: see unwinding()
 }
 
 std::string RunInstance::recorded(EntryKind kind, const std::function<std::string()>& make) {
@@ -367,17 +371,24 @@ json Context::run_step(std::string_view name, const StepOptions& options,
     return instance_.run_step(name, options, body);
 }
 
+// The waits raise FiberUnwind here, in the frame nearest the workflow's own
+// (see RunInstance::unwinding).
 std::optional<json> Context::wait(WaitKind kind, std::string_view name, json data, std::optional<Duration> timeout) {
-    return instance_.wait(kind, name, std::move(data), timeout);
+    std::optional<json> woken = instance_.wait(kind, name, std::move(data), timeout);
+    if (instance_.unwinding()) throw detail::FiberUnwind{};
+    return woken;
 }
 
 json Context::suspend(std::string_view step_key, json data, std::optional<Duration> timeout) {
-    auto resumed = instance_.wait(WaitKind::suspend, step_key, std::move(data), timeout);
+    auto resumed = wait(WaitKind::suspend, step_key, std::move(data), timeout);
     if (!resumed) throw TimeoutError(std::string(step_key));
     return std::move(*resumed);
 }
 
-void Context::sleep(Duration duration) { instance_.sleep(duration); }
+void Context::sleep(Duration duration) {
+    instance_.sleep(duration);
+    if (instance_.unwinding()) throw detail::FiberUnwind{};
+}
 
 TimePoint Context::now() {
     auto text = instance_.recorded(detail::EntryKind::now, [this] {

@@ -776,6 +776,97 @@ TEST_CASE_METHOD(test::EngineFixture, "a fiber parked inside a catch block keeps
     CHECK(caught == std::vector<std::string>{"boom-A", "boom-B"});
 }
 
+// Counts the objects alive in workflow frames: a parked run evicted from the
+// cache must have destroyed its frames' objects.
+struct FrameObject {
+    static inline int alive = 0;
+    FrameObject() { ++alive; }
+    FrameObject(const FrameObject&) { ++alive; }
+    ~FrameObject() { --alive; }
+};
+
+TEST_CASE("a parked run evicted from the cache destroys its frames, whatever it waits on, and resumes by replay",
+          "[fiber][cache][exception]") {
+    test::Reopenable db;
+    int failures_left = 1;
+    db.define = [&](Engine& e) {
+        e.define("parker",
+                 [&](Context& ctx, const std::string& kind) -> std::string {
+                     FrameObject held;
+                     const std::string label = "parked on " + kind;  // owns heap memory: must be freed
+                     if (kind == "signal") return label + ": " + ctx.wait_for_signal<Decision>("decision", 1h)->status;
+                     if (kind == "suspend") return label + ": " + ctx.suspend("review").at("ok").dump();
+                     if (kind == "sleep") {
+                         ctx.sleep(1h);
+                         return label;
+                     }
+                     return label + ": " + std::to_string(ctx.step("flaky", StepOptions{RetryPolicy{2, 1h}}, [&] {
+                                if (failures_left-- > 0) throw std::runtime_error("not yet");
+                                return 7;
+                            }));
+                 })
+            .signal<Decision>("decision");
+    };
+    Engine& engine = db.open(1);  // each run that parks evicts the one before
+    FrameObject::alive = 0;
+    std::vector<std::string> runs;
+    for (std::string kind : {"signal", "suspend", "sleep", "retry"}) {
+        runs.push_back(test::start_waiting(engine, "parker", kind).id);
+        CHECK(FrameObject::alive == 1);  // only the cached run's frame
+    }
+    CHECK(engine.signal(runs[0], "decision", test::approved()).outcome == SignalOutcome::delivered);
+    CHECK(engine.resume(runs[1], "review", json{{"ok", true}}).outcome == SignalOutcome::delivered);
+    db.clock.advance(2h);
+    auto p = engine.poll();
+    CHECK(p.completed == 4);
+    CHECK(FrameObject::alive == 0);
+    CHECK(test::completed_output<std::string>(engine, runs[0]) == "parked on signal: approved");
+    CHECK(test::completed_output<std::string>(engine, runs[1]) == "parked on suspend: true");
+    CHECK(test::completed_output<std::string>(engine, runs[2]) == "parked on sleep");
+    CHECK(test::completed_output<std::string>(engine, runs[3]) == "parked on retry: 7");
+}
+
+TEST_CASE("a workflow that swallows the unwind of an evicted run is unwound again at its next call, or stays parked",
+          "[fiber][cache][exception]") {
+    test::Reopenable db;
+    int swallowed = 0, after_runs = 0;
+    db.define = [&](Engine& e) {
+        e.define("swallower",
+                 [&](Context& ctx, const std::string& how) -> std::string {
+                     std::string status = "none";
+                     try {
+                         status = ctx.wait_for_signal<Decision>("decision").status;
+                     } catch (...) {  // breaks the rule "rethrow from every catch (...)"
+                         ++swallowed;
+                         if (how == "return") return "swallowed";
+                     }
+                     ctx.step("after", [&] { ++after_runs; });
+                     return status;
+                 })
+            .signal<Decision>("decision");
+        e.define("filler", [](Context& ctx) { (void)ctx.wait_for_signal<Decision>("decision"); })
+            .signal<Decision>("decision");
+    };
+    Engine& engine = db.open(1);
+    auto call_again = test::start_waiting(engine, "swallower", std::string("call again"));
+    auto give_back = test::start_waiting(engine, "swallower", std::string("return"));
+    (void)test::start_waiting(engine, "filler");  // evicts give_back
+    CHECK(swallowed == 2);
+    CHECK(after_runs == 0);
+    // Neither the swallowed unwind nor the early return wrote anything.
+    for (const auto& run : {call_again, give_back}) {
+        CAPTURE(run.id);
+        test::waiting_on(engine, run, WaitKind::signal, "decision");
+        CHECK(test::count_events(engine, run.id, EventType::step_completed) == 0);
+    }
+    for (const auto& run : {call_again, give_back})
+        CHECK(engine.signal(run, "decision", test::approved()).outcome == SignalOutcome::delivered);
+    CHECK(engine.poll().completed == 2);
+    CHECK(test::completed_output<std::string>(engine, call_again) == "approved");
+    CHECK(test::completed_output<std::string>(engine, give_back) == "approved");
+    CHECK(after_runs == 2);
+}
+
 TEST_CASE_METHOD(test::EngineFixture, "a workflow that throws ends failed with its message, and result() refuses it",
                  "[exception][result]") {
     engine.define("broken", [](Context& ctx) -> int {
