@@ -699,10 +699,16 @@ bool EngineCore::fire_timer_round(PollResult& result, std::map<std::uint64_t, Ru
                         continue;
                     }
                 }
-                w.txn.del(Db::timers, key);
-                if (!raw) continue;
-                // Stale timers (the wait ended some other way) do nothing: firing is idempotent.
-                if (record.status != RunStatus::waiting || !record.park || record.park->seq != seq) continue;
+                // Stale timers (the wait ended some other way) are deleted and do
+                // nothing: firing is idempotent. A live one is its park's own
+                // timer entry, which wake_parked deletes with the park.
+                const bool live = raw && record.status == RunStatus::waiting && record.park &&
+                                  record.park->seq == seq &&
+                                  std::string_view(timer_key(record.park->deadline_us, run, seq)) == key;
+                if (!live) {
+                    w.txn.del(Db::timers, key);
+                    continue;
+                }
                 ABIDE_CRASH_POINT("timer.fire");  // crash: inside the transaction, the timer stays due
                 JournalEntry wake;
                 wake.kind = EntryKind::wake;

@@ -196,6 +196,64 @@ TEST_CASE("verify reports a ready or running run listed in the status index", "[
     CHECK_THAT(report.to_json().dump(), Catch::Contains("a status only the ready set holds"));
 }
 
+/// The keys of the timers table, in order.
+std::vector<std::string> timer_keys(const std::filesystem::path& db) {
+    std::vector<std::string> keys;
+    change_table(db, "timers", [&](MDB_txn* txn, MDB_dbi dbi) {
+        MDB_cursor* cursor = nullptr;
+        REQUIRE(mdb_cursor_open(txn, dbi, &cursor) == 0);
+        MDB_val k{}, v{};
+        for (int rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT))
+            keys.emplace_back(static_cast<const char*>(k.mv_data), k.mv_size);
+        mdb_cursor_close(cursor);
+    });
+    return keys;
+}
+
+TEST_CASE("a timer entry that is not its run's wait's own is deleted when due and wakes nothing",
+          "[storage][format][timer]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    {
+        Engine engine(test::test_options(dir, clock));
+        define_approval(engine);
+        (void)engine.start("approval", std::string("a"), StartOptions{.run_id = "first"});
+        engine.poll();
+    }
+    const std::vector<std::string> own = timer_keys(dir.db());
+    REQUIRE(own.size() == 1);  // deadline (be64), run (be64), park entry (be32)
+    std::uint64_t deadline = 0;
+    for (int i = 0; i < 8; ++i) deadline = deadline << 8 | static_cast<unsigned char>(own[0][i]);
+    // Two strays, due an hour before the wait's deadline: the same park
+    // entry with another deadline, and the same deadline for another entry.
+    std::string other_deadline = be64(deadline - 3'600'000'000) + own[0].substr(8);
+    std::string other_entry = other_deadline;
+    other_entry.back() = static_cast<char>(other_entry.back() + 5);
+    change_table(dir.db(), "timers", [&](MDB_txn* txn, MDB_dbi dbi) {
+        for (std::string* key : {&other_deadline, &other_entry}) {
+            MDB_val k{key->size(), key->data()}, v{0, nullptr};
+            REQUIRE(mdb_put(txn, dbi, &k, &v, 0) == 0);
+        }
+    });
+    clock.advance(23h + 30min);  // the strays are due, the wait's own timer is not
+    {
+        Engine engine(test::test_options(dir, clock));
+        define_approval(engine);
+        CHECK(engine.poll().timers_fired == 0);
+        test::waiting_on(engine, "first", WaitKind::signal, "decision");
+    }
+    CHECK(timer_keys(dir.db()) == own);
+    CHECK(verify_database(dir.db()).ok());
+    clock.advance(1h);
+    {
+        Engine engine(test::test_options(dir, clock));
+        define_approval(engine);
+        CHECK(engine.poll().timers_fired == 1);
+        CHECK(test::completed_output<std::string>(engine, "first") == "a: timed out");
+    }
+    CHECK(timer_keys(dir.db()).empty());
+}
+
 TEST_CASE("a record under a damaged key fails its checksum, and verify names the run it belonged to",
           "[storage][format][verify]") {
     test::TempDir dir;
