@@ -301,49 +301,44 @@ json RunInstance::run_step(std::string_view name, const StepOptions& options,
     }
 }
 
-std::optional<json> RunInstance::wait(WaitKind kind, std::string_view name, json data,
-                                      std::optional<Duration> timeout) {
+const JournalEntry* RunInstance::wake_of_wait(WaitKind kind, std::string_view name, const json& data,
+                                              std::optional<Duration> timeout) {
     check_callable(kind == WaitKind::suspend ? "suspend" : "wait_for_signal");
     if (cancelled_) throw Cancelled(*cancelled_);
-    const JournalEntry* wake = nullptr;
     if (const JournalEntry* e = peek()) {
         if (e->kind != EntryKind::wait || e->wait_kind != kind || e->name != name)
             mismatch(*e, describe_call(EntryKind::wait, kind, name));
         ++cursor_;
-        wake = await_wake();
-    } else {
-        if (kind == WaitKind::signal && !def_.signals.count(name))
-            fatal("abide.workflow.undeclared_signal",
-                  fmt::format("workflow '{}' waits for signal '{}' but does not declare it; add "
-                              ".signal<T>(\"{}\") to its definition",
-                              def_.name, name, name));
-        JournalEntry entry;
-        entry.kind = EntryKind::wait;
-        entry.wait_kind = kind;
-        entry.name = std::string(name);
-        entry.value = data.dump();
-        entry.started_us = entry.finished_us = to_micros(core_.now());  // the instant it parked
-        entry.deadline_us = deadline_after(timeout);
-        wake = park(std::move(entry));
+        return await_wake();
     }
-    if (!wake || wake->reason == WakeReason::timeout) return std::nullopt;  // unwinding: see unwinding()
-    return json::parse(wake->value);
+    if (kind == WaitKind::signal && !def_.signals.count(name))
+        fatal("abide.workflow.undeclared_signal",
+              fmt::format("workflow '{}' waits for signal '{}' but does not declare it; add "
+                          ".signal<T>(\"{}\") to its definition",
+                          def_.name, name, name));
+    JournalEntry entry;
+    entry.kind = EntryKind::wait;
+    entry.wait_kind = kind;
+    entry.name = std::string(name);
+    entry.value = data.dump();
+    entry.started_us = entry.finished_us = to_micros(core_.now());  // the instant it parked
+    entry.deadline_us = deadline_after(timeout);
+    return park(std::move(entry));
 }
 
-void RunInstance::sleep(Duration duration) {
+const JournalEntry* RunInstance::wake_of_sleep(Duration duration) {
     check_callable("sleep");
     if (cancelled_) throw Cancelled(*cancelled_);
     if (const JournalEntry* e = peek()) {
         if (e->kind != EntryKind::sleep) mismatch(*e, "sleep");
         ++cursor_;
-        (void)await_wake();  // unwinding: see unwinding()
-        return;
+        return await_wake();
     }
     JournalEntry entry;
     entry.kind = EntryKind::sleep;
     entry.started_us = entry.finished_us = to_micros(core_.now());  // the instant it parked
     entry.deadline_us = deadline_after(duration);
-    (void)park(std::move(entry));  // unwinding: see unwinding()
+    return park(std::move(entry));
 }
 
 std::string RunInstance::recorded(EntryKind kind, const std::function<std::string()>& make) {
@@ -371,23 +366,24 @@ json Context::run_step(std::string_view name, const StepOptions& options,
     return instance_.run_step(name, options, body);
 }
 
-// The waits raise FiberUnwind here, in the frame nearest the workflow's own
-// (see RunInstance::unwinding).
-std::optional<json> Context::wait(WaitKind kind, std::string_view name, json data, std::optional<Duration> timeout) {
-    std::optional<json> woken = instance_.wait(kind, name, std::move(data), timeout);
-    if (instance_.unwinding()) throw detail::FiberUnwind{};
-    return woken;
+// The waits throw FiberUnwind here, in the frame next to the workflow's, with
+// nothing of theirs alive (see RunInstance::unwinding_).
+std::optional<json> Context::wait(WaitKind kind, std::string_view name, const json& data,
+                                  std::optional<Duration> timeout) {
+    const detail::JournalEntry* wake = instance_.wake_of_wait(kind, name, data, timeout);
+    if (!wake) throw detail::FiberUnwind{};
+    if (wake->reason == detail::WakeReason::timeout) return std::nullopt;
+    return json::parse(wake->value);
 }
 
 json Context::suspend(std::string_view step_key, json data, std::optional<Duration> timeout) {
-    auto resumed = wait(WaitKind::suspend, step_key, std::move(data), timeout);
+    auto resumed = wait(WaitKind::suspend, step_key, data, timeout);
     if (!resumed) throw TimeoutError(std::string(step_key));
     return std::move(*resumed);
 }
 
 void Context::sleep(Duration duration) {
-    instance_.sleep(duration);
-    if (instance_.unwinding()) throw detail::FiberUnwind{};
+    if (!instance_.wake_of_sleep(duration)) throw detail::FiberUnwind{};
 }
 
 TimePoint Context::now() {

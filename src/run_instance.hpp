@@ -27,10 +27,6 @@ namespace abide::detail {
 
 class EngineCore;
 
-/// Thrown inside the fiber to unwind it (eviction, a fatal replay error).
-/// Not a std::exception, so `catch (const std::exception&)` lets it pass.
-struct FiberUnwind {};
-
 struct Request {
     enum class Kind { none, append, park, finish };
     Kind kind = Kind::none;
@@ -66,16 +62,15 @@ public:
     bool finished() const noexcept { return fiber_.finished(); }
     /// Unwinds a parked fiber; afterwards finished() is true. Idempotent.
     void unwind() noexcept;
-    /// True once unwind() began. A wait then returns at once without a
-    /// result, and Context raises FiberUnwind in its own frame: a throw costs
-    /// about half a microsecond per frame it crosses, and every parked run
-    /// evicted from the cache pays it once.
-    bool unwinding() const noexcept { return unwinding_; }
 
     // ---- fiber side (called by Context) ----
     json run_step(std::string_view name, const StepOptions& options, function_ref<json(StepContext&)> body);
-    std::optional<json> wait(WaitKind kind, std::string_view name, json data, std::optional<Duration> timeout);
-    void sleep(Duration duration);
+    /// A wait or a sleep, up to its wake entry, which it returns (valid
+    /// until the next journal append), or nullptr if told to unwind: the
+    /// caller, Context, then throws FiberUnwind.
+    const JournalEntry* wake_of_wait(WaitKind kind, std::string_view name, const json& data,
+                                     std::optional<Duration> timeout);
+    const JournalEntry* wake_of_sleep(Duration duration);
     std::string recorded(EntryKind kind, const std::function<std::string()>& make);
     const std::string& workflow() const noexcept { return def_.name; }
     TimePoint core_now() const;
@@ -117,6 +112,13 @@ private:
     std::size_t cursor_ = 0;
     Request request_;
     Fiber fiber_;
+    /// Set by unwind(). Every ctx call then raises FiberUnwind; a parked
+    /// wait sees it when it resumes. An evicted run pays this unwind once,
+    /// and on this kind of machine a throw costs about a microsecond for each
+    /// frame it crosses, and more for each cleanup it runs there: so the
+    /// waits return their wake as a pointer (nullptr: unwinding) up to
+    /// Context, in the frame next to the workflow's, which throws with
+    /// nothing of its own alive.
     bool unwinding_ = false;
     bool in_step_ = false;
     /// A cancellation reached the workflow; later waits raise Cancelled at once.

@@ -114,7 +114,7 @@ public:
     /// consumed by it. Raises Cancelled if the run is cancelled meanwhile.
     template <class T>
     std::optional<T> wait_for_signal(std::string_view name, Duration timeout, json metadata = json::object()) {
-        auto payload = wait(WaitKind::signal, name, std::move(metadata), timeout);
+        auto payload = wait(WaitKind::signal, name, metadata, timeout);
         if (!payload) return std::nullopt;
         return detail::decode_as<T>(*payload, "signal '" + std::string(name) + "'");
     }
@@ -122,7 +122,7 @@ public:
     /// Waits without a deadline.
     template <class T>
     T wait_for_signal(std::string_view name, json metadata = json::object()) {
-        auto payload = wait(WaitKind::signal, name, std::move(metadata), std::nullopt);
+        auto payload = wait(WaitKind::signal, name, metadata, std::nullopt);
         return detail::decode_as<T>(*payload, "signal '" + std::string(name) + "'");
     }
 
@@ -165,7 +165,8 @@ private:
 
     json run_step(std::string_view name, const StepOptions& options,
                   detail::function_ref<json(StepContext&)> body);
-    std::optional<json> wait(WaitKind kind, std::string_view name, json data, std::optional<Duration> timeout);
+    std::optional<json> wait(WaitKind kind, std::string_view name, const json& data,
+                             std::optional<Duration> timeout);
 
     detail::RunInstance& instance_;
 };

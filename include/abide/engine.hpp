@@ -81,26 +81,33 @@ public:
         if constexpr (sig::arity == 2) {
             using In = typename sig::template arg<1>;
             def.validate_input = [](const json& v) { (void)detail::decode_as<In>(v, "workflow input"); };
-            def.body = [fn](Context& ctx, const json& input) -> json {
-                In in = detail::decode_as<In>(input, "workflow input");
-                if constexpr (std::is_void_v<Out>) {
-                    fn(ctx, in);
-                    return json();
-                } else {
-                    return codec<Out>::encode(fn(ctx, in));
-                }
-            };
         } else {
             def.validate_input = [](const json&) {};
-            def.body = [fn](Context& ctx, const json&) -> json {
-                if constexpr (std::is_void_v<Out>) {
-                    fn(ctx);
-                    return json();
-                } else {
-                    return codec<Out>::encode(fn(ctx));
-                }
-            };
         }
+        def.body = [fn](Context& ctx, const json& input) -> json {
+            try {
+                if constexpr (sig::arity == 2) {
+                    using In = typename sig::template arg<1>;
+                    In in = detail::decode_as<In>(input, "workflow input");
+                    if constexpr (std::is_void_v<Out>) {
+                        fn(ctx, in);
+                        return json();
+                    } else {
+                        return codec<Out>::encode(fn(ctx, in));
+                    }
+                } else {
+                    (void)input;
+                    if constexpr (std::is_void_v<Out>) {
+                        fn(ctx);
+                        return json();
+                    } else {
+                        return codec<Out>::encode(fn(ctx));
+                    }
+                }
+            } catch (const detail::FiberUnwind&) {
+                return json();  // see FiberUnwind
+            }
+        };
         return WorkflowBuilder(def);
     }
 

@@ -13,6 +13,13 @@ class Context;
 
 namespace detail {
 
+/// Thrown inside a run's fiber to unwind it (eviction, a fatal replay error).
+/// Not a std::exception, so `catch (const std::exception&)` lets it pass.
+/// WorkflowDef::body catches it in the frame that called the workflow and
+/// returns: an unwind costs about a microsecond for each frame it walks, and
+/// the run knows it was unwound, so nothing it returns then is committed.
+struct FiberUnwind {};
+
 /// Throws PayloadError when a JSON value does not decode into the declared type.
 using payload_validator = std::function<void(const json&)>;
 
