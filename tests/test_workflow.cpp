@@ -88,6 +88,39 @@ TEST_CASE_METHOD(test::EachCacheSize, "with cache_size 0 every resume replays, a
     }
 }
 
+TEST_CASE("a value that does not decode is named in the error: a step's recorded result, resume data, an output",
+          "[step][replay][payload]") {
+    test::Reopenable db;
+    db.define = [](Engine& e) {
+        e.define("typed", [](Context& ctx) {
+             const int amount = ctx.step("load", [] { return 5; });
+             (void)ctx.suspend("review");
+             return amount;
+         }).resume<Decision>("review");
+    };
+    Engine& first = db.open(0);
+    const std::string run = test::start_waiting(first, "typed").id;
+    const SignalResult refused = first.resume(run, "review", json{{"status", 5}});
+    CHECK(refused.outcome == SignalOutcome::invalid_payload);
+    CHECK_THAT(refused.message, Catch::Contains("resume data for 'review' does not decode into"));
+    // The step's code now returns a string; the journal holds an int.
+    db.define = [](Engine& e) {
+        e.define("typed", [](Context& ctx) {
+            return ctx.step("load", [] { return std::string("five"); });
+        });
+    };
+    Engine& second = db.open(0);
+    CHECK(second.resume(run, "review", test::approved()).outcome == SignalOutcome::delivered);
+    second.poll();
+    CHECK_THAT(test::failed_run(second, run).error->message,
+               Catch::Contains("the recorded result of step 'load' does not decode into std::"));
+
+    auto done = second.start("typed");  // the new code: completes with "five"
+    second.poll();
+    CHECK_THROWS_WITH(second.result<int>(done),
+                      Catch::Contains("the output of run '" + done.id + "' does not decode into int"));
+}
+
 TEST_CASE_METHOD(test::EngineFixture, "a step may return nothing", "[step]") {
     int calls = 0;
     engine.define("void_step", [&](Context& ctx) {

@@ -43,15 +43,19 @@ namespace detail {
 std::string type_name(const char* mangled);
 
 /// Decodes `value` into T, turning any decoder failure into a PayloadError
-/// that names `what` (e.g. "signal 'refund_decision'") and the target type.
+/// that names the value, "what 'name'" (e.g. "signal 'refund_decision'"), or
+/// `what` alone without a name, and the target type. The name is put together
+/// only on failure: replay decodes every recorded value.
 template <class T>
-T decode_as(const json& value, std::string_view what) {
+T decode_as(const json& value, std::string_view what, std::string_view name = {}) {
     try {
         return codec<T>::decode(value);
     } catch (const std::exception& e) {
-        throw PayloadError("abide.payload.invalid",
-                           std::string(what) + " does not decode into " + type_name(typeid(T).name()) +
-                               ": " + e.what() + "; send a payload of the declared shape");
+        std::string named(what);
+        if (!name.empty()) named += " '" + std::string(name) + "'";
+        throw PayloadError("abide.payload.invalid", named + " does not decode into " +
+                                                        type_name(typeid(T).name()) + ": " + e.what() +
+                                                        "; send a payload of the declared shape");
     }
 }
 

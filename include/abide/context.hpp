@@ -103,7 +103,7 @@ public:
         };
         json recorded = run_step(name, options, detail::function_ref<json(StepContext&)>(body));
         if constexpr (!std::is_void_v<R>) {
-            return detail::decode_as<R>(recorded, "the recorded result of step '" + std::string(name) + "'");
+            return detail::decode_as<R>(recorded, "the recorded result of step", name);
         }
     }
 
@@ -116,14 +116,14 @@ public:
     std::optional<T> wait_for_signal(std::string_view name, Duration timeout, json metadata = json::object()) {
         auto payload = wait(WaitKind::signal, name, metadata, timeout);
         if (!payload) return std::nullopt;
-        return detail::decode_as<T>(*payload, "signal '" + std::string(name) + "'");
+        return detail::decode_as<T>(*payload, "signal", name);
     }
 
     /// Waits without a deadline.
     template <class T>
     T wait_for_signal(std::string_view name, json metadata = json::object()) {
         auto payload = wait(WaitKind::signal, name, metadata, std::nullopt);
-        return detail::decode_as<T>(*payload, "signal '" + std::string(name) + "'");
+        return detail::decode_as<T>(*payload, "signal", name);
     }
 
     /// Parks the run until Engine::resume(run, step_key, data) and returns that

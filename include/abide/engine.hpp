@@ -38,7 +38,7 @@ public:
     template <class T>
     WorkflowBuilder& signal(std::string name) {
         def_.signals[std::move(name)] = [name_copy = name](const json& v) {
-            (void)detail::decode_as<T>(v, "signal '" + name_copy + "'");
+            (void)detail::decode_as<T>(v, "signal", name_copy);
         };
         return *this;
     }
@@ -47,7 +47,7 @@ public:
     template <class T>
     WorkflowBuilder& resume(std::string step_key) {
         def_.resumes[std::move(step_key)] = [key = step_key](const json& v) {
-            (void)detail::decode_as<T>(v, "resume data for '" + key + "'");
+            (void)detail::decode_as<T>(v, "resume data for", key);
         };
         return *this;
     }
@@ -186,7 +186,7 @@ public:
     /// run is unknown or not completed (the message says its status and error).
     template <class T>
     T result(std::string_view run) const {
-        return detail::decode_as<T>(completed_output(run), "the output of run '" + std::string(run) + "'");
+        return detail::decode_as<T>(completed_output(run), "the output of run", run);
     }
 
     /// Runs matching the query, in creation order.
