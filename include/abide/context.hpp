@@ -112,8 +112,10 @@ public:
     /// `metadata` is stored with the wait: Engine::list_runs and the event
     /// log show it (an approval inbox). A signal sent before this wait is
     /// consumed by it. Raises Cancelled if the run is cancelled meanwhile.
+    /// (Both overloads are always inlined: a run evicted while it waits is
+    /// unwound through one frame fewer; see RunInstance::unwinding_.)
     template <class T>
-    std::optional<T> wait_for_signal(std::string_view name, Duration timeout, json metadata = json::object()) {
+    [[gnu::always_inline]] std::optional<T> wait_for_signal(std::string_view name, Duration timeout, json metadata = json::object()) {
         auto payload = wait(WaitKind::signal, name, metadata, timeout);
         if (!payload) return std::nullopt;
         return detail::decode_as<T>(*payload, "signal", name);
@@ -121,7 +123,7 @@ public:
 
     /// Waits without a deadline.
     template <class T>
-    T wait_for_signal(std::string_view name, json metadata = json::object()) {
+    [[gnu::always_inline]] T wait_for_signal(std::string_view name, json metadata = json::object()) {
         auto payload = wait(WaitKind::signal, name, metadata, std::nullopt);
         return detail::decode_as<T>(*payload, "signal", name);
     }
