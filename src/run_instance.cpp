@@ -87,8 +87,9 @@ void RunInstance::unwind() noexcept {
     // A fiber that never ran holds no workflow state; Boost frees it unstarted.
     if (fiber_.finished() || !fiber_.started()) return;
     unwinding_ = true;
-    // The fiber is parked in submit(); it throws FiberUnwind from there. Code
-    // that swallows it and calls ctx again gets it again.
+    // The fiber is parked in yield_request(); the ctx call that parked it
+    // throws FiberUnwind. Code that swallows it and calls ctx again gets it
+    // again.
     while (!fiber_.finished()) fiber_.resume();
 }
 
@@ -110,8 +111,7 @@ void RunInstance::fiber_main() {
             json input = input_.empty() ? json() : json::parse(input_);
             output = def_.body(ctx, input);
         } catch (const FiberUnwind&) {
-            if (fatal_) finish(RunStatus::failed, {}, fatal_);
-            return;  // evicted or unwound: nothing to commit
+            output = json(json::value_t::discarded);
         } catch (const boost::context::detail::forced_unwind&) {
             throw;
         } catch (const Cancelled& c) {
@@ -121,6 +121,10 @@ void RunInstance::fiber_main() {
         } catch (...) {
             if (fatal_) return finish(RunStatus::failed, {}, fatal_);
             return finish(RunStatus::failed, {}, describe_current_exception());
+        }
+        if (output.is_discarded()) {  // unwound (see FiberUnwind)
+            if (fatal_) finish(RunStatus::failed, {}, fatal_);
+            return;  // evicted: nothing to commit
         }
         if (unwinding_) return;
         if (fatal_) return finish(RunStatus::failed, {}, fatal_);
@@ -374,6 +378,15 @@ std::optional<json> Context::wait(WaitKind kind, std::string_view name, const js
     if (!wake) throw detail::FiberUnwind{};
     if (wake->reason == detail::WakeReason::timeout) return std::nullopt;
     return json::parse(wake->value);
+}
+
+void Context::timed_out_without_timeout(std::string_view name) const {
+    throw NondeterminismError(
+        "abide.replay.nondeterminism",
+        fmt::format("run '{}' of workflow '{}': wait_for_signal '{}' has no timeout, but the journal holds its "
+                    "timeout. The workflow changed in a way that does not fit runs in flight; keep the timeout "
+                    "for them, then Engine::retry the run",
+                    instance_.id(), instance_.workflow(), name));
 }
 
 json Context::suspend(std::string_view step_key, json data, std::optional<Duration> timeout) {

@@ -68,9 +68,9 @@ public:
     /// A wait or a sleep, up to its wake entry, which it returns (valid
     /// until the next journal append), or nullptr if told to unwind: the
     /// caller, Context, then throws FiberUnwind.
-    const JournalEntry* wake_of_wait(WaitKind kind, std::string_view name, const json& data,
+    [[nodiscard]] const JournalEntry* wake_of_wait(WaitKind kind, std::string_view name, const json& data,
                                      std::optional<Duration> timeout);
-    const JournalEntry* wake_of_sleep(Duration duration);
+    [[nodiscard]] const JournalEntry* wake_of_sleep(Duration duration);
     std::string recorded(EntryKind kind, const std::function<std::string()>& make);
     const std::string& workflow() const noexcept { return def_.name; }
     TimePoint core_now() const;
@@ -94,12 +94,12 @@ private:
     /// Parks on the entry at cursor-1 until its wake entry is there; consumes
     /// it and returns it (valid until the next journal append), or nullptr if
     /// told to unwind meanwhile.
-    const JournalEntry* await_wake();
+    [[nodiscard]] const JournalEntry* await_wake();
     /// Journals a new entry and returns it as committed (the reference lives
     /// until the next journal append).
     const JournalEntry& append(JournalEntry entry);
     /// Journals a new park entry and waits for its wake entry (as await_wake).
-    const JournalEntry* park(JournalEntry entry);
+    [[nodiscard]] const JournalEntry* park(JournalEntry entry);
     std::int64_t deadline_after(std::optional<Duration> d) const;
 
     EngineCore& core_;
@@ -114,8 +114,8 @@ private:
     Fiber fiber_;
     /// Set by unwind(). Every ctx call then raises FiberUnwind; a parked
     /// wait sees it when it resumes. An evicted run pays this unwind once,
-    /// and on this kind of machine a throw costs about a microsecond for each
-    /// frame it crosses, and more for each cleanup it runs there: so the
+    /// and on this kind of machine a throw costs more than half a microsecond
+    /// for each frame it crosses, and more for each cleanup it runs: so the
     /// waits return their wake as a pointer (nullptr: unwinding) up to
     /// Context, in the frame next to the workflow's, which throws with
     /// nothing of its own alive.

@@ -733,6 +733,36 @@ TEST_CASE("changed workflow code stops the run with a nondeterminism error, and 
     CHECK_THROWS_AS(e.retry(run), UsageError);  // only failed runs
 }
 
+TEST_CASE("a wait whose timeout the code dropped fails its run as nondeterminism when the journal holds the timeout",
+          "[replay][nondeterminism][timeout]") {
+    test::Reopenable db;
+    db.define = [](Engine& e) {
+        e.define("approval", [](Context& ctx) {
+             auto d = ctx.wait_for_signal<Decision>("decision", 1h);
+             (void)ctx.suspend("escalate");
+             return d ? d->status : std::string("timed out");
+         }).signal<Decision>("decision");
+    };
+    Engine& first = db.open(0);
+    const std::string run = test::start_waiting(first, "approval").id;
+    db.clock.advance(2h);
+    first.poll();
+    test::waiting_on(first, run, WaitKind::suspend, "escalate");
+    db.define = [](Engine& e) {
+        e.define("approval", [](Context& ctx) {
+             auto d = ctx.wait_for_signal<Decision>("decision");  // the timeout is gone
+             (void)ctx.suspend("escalate");
+             return d.status;
+         }).signal<Decision>("decision");
+    };
+    Engine& second = db.open(0);
+    CHECK(second.resume(run, "escalate", json::object()).outcome == SignalOutcome::delivered);
+    second.poll();
+    const RunInfo info = test::failed_run(second, run);
+    CHECK(info.error->id == "abide.replay.nondeterminism");
+    CHECK_THAT(info.error->message, Catch::Contains("wait_for_signal 'decision' has no timeout"));
+}
+
 TEST_CASE_METHOD(test::EngineFixture, "a workflow waiting on a signal it did not declare fails with a clear error",
                  "[wait][usage]") {
     engine

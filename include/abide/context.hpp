@@ -125,6 +125,7 @@ public:
     template <class T>
     [[gnu::always_inline]] T wait_for_signal(std::string_view name, json metadata = json::object()) {
         auto payload = wait(WaitKind::signal, name, metadata, std::nullopt);
+        if (!payload) timed_out_without_timeout(name);
         return detail::decode_as<T>(*payload, "signal", name);
     }
 
@@ -169,6 +170,9 @@ private:
                   detail::function_ref<json(StepContext&)> body);
     std::optional<json> wait(WaitKind kind, std::string_view name, const json& data,
                              std::optional<Duration> timeout);
+    /// Raises NondeterminismError: a wait without a timeout found a timeout in
+    /// the journal (the code dropped the timeout of a wait in flight).
+    [[noreturn]] void timed_out_without_timeout(std::string_view name) const;
 
     detail::RunInstance& instance_;
 };

@@ -105,7 +105,7 @@ public:
                     }
                 }
             } catch (const detail::FiberUnwind&) {
-                return json();  // see FiberUnwind
+                return json(json::value_t::discarded);  // see FiberUnwind
             }
         };
         return WorkflowBuilder(def);

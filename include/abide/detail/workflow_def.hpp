@@ -16,8 +16,9 @@ namespace detail {
 /// Thrown inside a run's fiber to unwind it (eviction, a fatal replay error).
 /// Not a std::exception, so `catch (const std::exception&)` lets it pass.
 /// WorkflowDef::body catches it in the frame that called the workflow and
-/// returns: an unwind costs about a microsecond for each frame it walks, and
-/// the run knows it was unwound, so nothing it returns then is committed.
+/// returns a discarded json value instead (an unwind costs more than half a
+/// microsecond for each frame it walks); the run then handles it as if it
+/// had reached its own handler.
 struct FiberUnwind {};
 
 /// Throws PayloadError when a JSON value does not decode into the declared type.
@@ -25,7 +26,8 @@ using payload_validator = std::function<void(const json&)>;
 
 struct WorkflowDef {
     std::string name;
-    /// Decodes the input, runs the workflow, encodes its output.
+    /// Decodes the input, runs the workflow, encodes its output; a discarded
+    /// json value if the workflow was unwound (FiberUnwind).
     std::function<json(Context&, const json& input)> body;
     payload_validator validate_input;
     /// Declared signals by name; a signal to an undeclared name is refused.
