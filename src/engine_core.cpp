@@ -701,10 +701,11 @@ bool EngineCore::fire_timer_round(PollResult& result, std::map<std::uint64_t, Ru
                 }
                 // Stale timers (the wait ended some other way) are deleted and do
                 // nothing: firing is idempotent. A live one is its park's own
-                // timer entry, which wake_parked deletes with the park.
+                // timer entry (same park entry, same deadline), which
+                // wake_parked deletes with the park.
                 const bool live = raw && record.status == RunStatus::waiting && record.park &&
                                   record.park->seq == seq &&
-                                  std::string_view(timer_key(record.park->deadline_us, run, seq)) == key;
+                                  record.park->deadline_us == static_cast<std::int64_t>(get_be64(key));
                 if (!live) {
                     w.txn.del(Db::timers, key);
                     continue;

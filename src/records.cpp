@@ -88,12 +88,16 @@ std::int64_t time_after(ByteReader& r, std::int64_t base, std::int64_t delta) {
 /// Reads a delta and returns `base + delta` (see above).
 std::int64_t time_after(ByteReader& r, std::int64_t base) { return time_after(r, base, time_field(r)); }
 
+EntryKind entry_kind(ByteReader& r) {
+    const std::uint8_t kind = r.u8();
+    if (kind < 1 || kind > 9) r.fail("unknown entry kind " + std::to_string(kind));
+    return static_cast<EntryKind>(kind);
+}
+
 /// Layout 2 (formats 2 to 4): every field, times absolute.
 JournalEntry decode_journal_layout_2(ByteReader& r) {
     JournalEntry e;
-    std::uint8_t kind = r.u8();
-    if (kind < 1 || kind > 9) r.fail("unknown entry kind " + std::to_string(kind));
-    e.kind = static_cast<EntryKind>(kind);
+    e.kind = entry_kind(r);
     e.wait_kind = static_cast<WaitKind>(r.u8());
     e.reason = static_cast<WakeReason>(r.u8());
     e.name = r.str();
@@ -152,9 +156,7 @@ JournalEntry decode_journal_entry(std::string_view bytes, std::uint64_t run, std
                std::to_string(record_version) + " and " + std::to_string(journal_record_version));
     if (!representable(base_us)) r.fail("its run's creation time is out of range");
     JournalEntry e;
-    const std::uint8_t kind = r.u8();
-    if (kind < 1 || kind > 9) r.fail("unknown entry kind " + std::to_string(kind));
-    e.kind = static_cast<EntryKind>(kind);
+    e.kind = entry_kind(r);
     const std::uint8_t fields = r.u8();
     if (fields & ~all_journal_fields) r.fail("unknown fields " + std::to_string(fields));
     e.name = r.str();

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -41,6 +42,19 @@ namespace detail {
 
 /// Readable name of T for error messages ("Decision", "std::string").
 std::string type_name(const char* mangled);
+
+/// Calls `f(args...)` and encodes its result, or returns null JSON when R is
+/// void. Always inlined: Engine::define's workflow call must not gain a
+/// frame (see FiberUnwind).
+template <class R, class F, class... A>
+[[gnu::always_inline]] inline json call_and_encode(F& f, A&... args) {
+    if constexpr (std::is_void_v<R>) {
+        std::invoke(f, args...);
+        return json();
+    } else {
+        return codec<R>::encode(std::invoke(f, args...));
+    }
+}
 
 /// Decodes `value` into T, turning any decoder failure into a PayloadError
 /// that names the value, "what 'name'" (e.g. "signal 'refund_decision'"), or

@@ -94,12 +94,8 @@ public:
                                                                std::declval<StepContext&>(),
                                                                std::declval<Args&>()...))>;
         auto body = [&](StepContext& sc) -> json {
-            if constexpr (std::is_void_v<R>) {
-                invoke_body<takes_ctx>(fn, sc, args...);
-                return json();
-            } else {
-                return codec<R>::encode(invoke_body<takes_ctx>(fn, sc, args...));
-            }
+            auto call = [&]() -> decltype(auto) { return invoke_body<takes_ctx>(fn, sc, args...); };
+            return detail::call_and_encode<R>(call);
         };
         json recorded = run_step(name, options, detail::function_ref<json(StepContext&)>(body));
         if constexpr (!std::is_void_v<R>) {

@@ -89,20 +89,10 @@ public:
                 if constexpr (sig::arity == 2) {
                     using In = typename sig::template arg<1>;
                     In in = detail::decode_as<In>(input, "workflow input");
-                    if constexpr (std::is_void_v<Out>) {
-                        fn(ctx, in);
-                        return json();
-                    } else {
-                        return codec<Out>::encode(fn(ctx, in));
-                    }
+                    return detail::call_and_encode<Out>(fn, ctx, in);
                 } else {
                     (void)input;
-                    if constexpr (std::is_void_v<Out>) {
-                        fn(ctx);
-                        return json();
-                    } else {
-                        return codec<Out>::encode(fn(ctx));
-                    }
+                    return detail::call_and_encode<Out>(fn, ctx);
                 }
             } catch (const detail::FiberUnwind&) {
                 return json(json::value_t::discarded);  // see FiberUnwind

@@ -1,0 +1,74 @@
+// profile_refund: the refund workload's batched phases alone, for a profiler.
+//
+// bench_refund measures many phases beside a raw-LMDB baseline; under a
+// profiler that mixes everything. This program runs one phase, 256 runs in
+// flight (start_batch or signal_batch, then poll), with no baseline and no
+// report, inside a function of its own, so a profiler can count it alone:
+//
+//   cd build/release/benchmarks
+//   valgrind --tool=callgrind --toggle-collect='*start_phase*' ./profile_refund --phase=start --runs=6000 --unsynced
+//   valgrind --tool=callgrind --toggle-collect='*decide_phase*' ./profile_refund --phase=decide --runs=6000 --unsynced
+//   callgrind_annotate --inclusive=yes callgrind.out.<pid>
+//
+// The totals divided by --runs are instructions per run; the inclusive cost
+// of abide::detail::RunInstance::unwind() divided by its calls is the cost of
+// evicting one parked run. With perf: `perf record -g` on the same command.
+#include "common.hpp"
+
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <stdexcept>
+
+using namespace abide_bench;
+
+namespace {
+
+constexpr std::size_t window = 256;
+
+/// Starts runs w-0 .. w-(n-1), `window` at a time, and polls each batch to its wait.
+[[gnu::noinline]] void start_phase(abide::Engine& engine, std::size_t n) { start_waiting_runs(engine, "w-", 0, n, window); }
+
+/// Decides every run started by start_phase, `window` at a time, and polls each batch to completion.
+[[gnu::noinline]] void decide_phase(abide::Engine& engine, const std::vector<std::vector<abide::SignalRequest>>& batches) {
+    for (const auto& batch : batches) {
+        (void)engine.signal_batch(batch);
+        const auto polled = engine.poll();
+        if (polled.completed != batch.size())
+            throw std::runtime_error(fmt::format("{} of {} runs completed", polled.completed, batch.size()));
+    }
+}
+
+int body(int argc, char** argv) {
+    Args args = Args::parse(argc, argv, "the refund workload's batched phases alone, for a profiler",
+                            {"phase", "runs"});
+    const auto runs = static_cast<std::size_t>(args.number("runs", 10000, 500));
+    const auto phase = args.extra.count("phase") ? args.extra.at("phase") : std::string("start");
+    if (phase != "start" && phase != "decide")
+        throw std::runtime_error("--phase is start or decide, not '" + phase + "'");
+    Scratch scratch(args);
+    abide::Engine engine(engine_options(scratch.file("profile.db"), args.durability));
+    define_refund(engine);
+    Stopwatch sw;
+    if (phase == "start") {
+        start_phase(engine, runs);
+    } else {
+        start_waiting_runs(engine, "w-", 0, runs, window);  // setup, outside decide_phase
+        std::vector<std::vector<abide::SignalRequest>> batches;
+        for (std::size_t begin = 0; begin < runs; begin += window) {
+            batches.emplace_back();
+            for (std::size_t i = begin; i < std::min(runs, begin + window); ++i)
+                batches.back().push_back(abide::SignalRequest{refund_run_id("w-", i), refund_signal, decision_json(i),
+                                                              fmt::format("d-{}", i)});
+        }
+        sw.start();
+        decide_phase(engine, batches);
+    }
+    std::printf("%s: %zu runs in %.3f s (%s)\n", phase.c_str(), runs, sw.wall(),
+                std::string(durability_name(args.durability)).c_str());
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return run_main(body, argc, argv); }
