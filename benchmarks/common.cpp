@@ -209,7 +209,7 @@ abide::EngineOptions engine_options(const fs::path& file, abide::Durability dura
 
 std::size_t Recording::puts() const {
     return static_cast<std::size_t>(
-        std::count_if(writes.begin(), writes.end(), [](const Write& w) { return w.op == Op::put; }));
+        std::count_if(writes.begin(), writes.end(), [](const Write& w) { return w.op != Op::del; }));
 }
 
 std::size_t Recording::dels() const { return writes.size() - puts(); }
@@ -271,7 +271,11 @@ void Recorder::observe(abide::detail::WriteTap::Op op, Db db, std::string_view k
         rec_.writes.resize(first);
         return;
     }
-    Recording::Write w{op == abide::detail::WriteTap::Op::put ? Recording::Op::put : Recording::Op::del, db,
+    using Tap = abide::detail::WriteTap::Op;
+    const Recording::Op recorded = op == Tap::put      ? Recording::Op::put
+                                   : op == Tap::append ? Recording::Op::append
+                                                       : Recording::Op::del;
+    Recording::Write w{recorded, db,
                        static_cast<std::uint32_t>(key.size()), static_cast<std::uint32_t>(value.size()),
                        rec_.bytes.size()};
     rec_.bytes.append(key);
@@ -405,9 +409,9 @@ Replay Mirror::replay(const Recording& rec) {
             MDB_val k = val(std::string_view(rec.bytes).substr(write.offset, write.key_size));
             const unsigned dbi = dbis_[static_cast<std::size_t>(write.db)];
             int rc = 0;
-            if (write.op == Recording::Op::put) {
+            if (write.op != Recording::Op::del) {
                 MDB_val v = val(std::string_view(rec.bytes).substr(write.offset + write.key_size, write.value_size));
-                rc = mdb_put(txn, dbi, &k, &v, 0);
+                rc = mdb_put(txn, dbi, &k, &v, write.op == Recording::Op::append ? MDB_APPEND : 0);
             } else {
                 rc = mdb_del(txn, dbi, &k, nullptr);
                 if (rc == MDB_NOTFOUND) {

@@ -116,7 +116,7 @@ abide::EngineOptions engine_options(const fs::path& file, abide::Durability dura
 // ---- recording abide's writes ----------------------------------------------------
 
 struct Recording {
-    enum class Op : std::uint8_t { put, del };
+    enum class Op : std::uint8_t { put, append, del };  ///< append: a put with MDB_APPEND
     struct Write {
         Op op;
         Db db;

@@ -16,7 +16,10 @@ std::uint64_t WriteContext::emit(EventRun run, Event event, std::string_view dat
     }
     event.seq = (*next_event_)++;
     event.at = from_micros(now_us);
-    txn.put(Db::events, event_key(event.seq), encode_event(event, run, event.seq, data_json, from));
+    // Sequence numbers only grow, so the event goes at the end of the table.
+    const FixedKey key = event_key(event.seq);
+    const std::string value = encode_event(event, run, event.seq, data_json, from);
+    if (!txn.append(Db::events, key, value)) txn.put(Db::events, key, value);
     const std::uint64_t seq = event.seq;
     if (keep_events_) {
         if (!data_json.empty()) event.data = json::parse(data_json);

@@ -72,6 +72,18 @@ public:
     /// Write transactions committed so far.
     std::uint64_t commits() const;
 
+    /// `n` operations for one batch: operation i calls apply(w, i). Each holds
+    /// only a reference and an index, which std::function keeps inline, so a
+    /// batch of a thousand runs does not allocate a thousand closures.
+    /// `apply` must outlive the run() they are passed to.
+    template <class Apply>
+    static std::vector<Op> indexed_ops(std::size_t n, const Apply& apply) {
+        std::vector<Op> ops;
+        ops.reserve(n);
+        for (std::size_t i = 0; i < n; ++i) ops.emplace_back([&apply, i](WriteContext& w) { apply(w, i); });
+        return ops;
+    }
+
 private:
     struct Group {
         std::span<const Op> ops;

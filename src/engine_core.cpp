@@ -395,12 +395,9 @@ std::vector<RunHandle> EngineCore::start(std::span<const StartRequest> requests)
     prepared.reserve(requests.size());
     for (const StartRequest& r : requests) prepared.push_back(prepare_start(r));
     std::vector<RunHandle> handles(requests.size());
-    std::vector<CommitQueue::Op> ops;
-    ops.reserve(requests.size());
-    for (std::size_t i = 0; i < prepared.size(); ++i)
-        ops.emplace_back([this, &prepared, &handles, i](WriteContext& w) { apply_start(w, prepared[i], handles[i]); });
+    auto apply = [&](WriteContext& w, std::size_t i) { apply_start(w, prepared[i], handles[i]); };
     std::vector<std::exception_ptr> errors(requests.size());
-    commits.run(ops, errors);
+    commits.run(CommitQueue::indexed_ops(prepared.size(), apply), errors);
     ABIDE_CRASH_POINT("start.committed");  // crash: stored, the caller got no answer and starts again
     for (const auto& e : errors)
         if (e) std::rethrow_exception(e);  // an id conflict: that run was not created
@@ -544,7 +541,6 @@ void EngineCore::apply_signal(WriteContext& w, const PreparedSignal& p, SignalRe
 std::vector<SignalResult> EngineCore::deliver(std::span<const SignalRequest> requests) {
     std::vector<SignalResult> results(requests.size());
     std::vector<PreparedSignal> prepared(requests.size());
-    std::vector<CommitQueue::Op> ops;
     std::vector<std::size_t> slots;  // which result each op fills
     {
         Txn read = storage.read();
@@ -557,11 +553,9 @@ std::vector<SignalResult> EngineCore::deliver(std::span<const SignalRequest> req
         }
     }
     if (slots.empty()) return results;
-    ops.reserve(slots.size());
-    for (std::size_t i : slots)
-        ops.emplace_back([this, &prepared, &results, i](WriteContext& w) { apply_signal(w, prepared[i], results[i]); });
-    std::vector<std::exception_ptr> errors(ops.size());
-    commits.run(ops, errors);
+    auto apply = [&](WriteContext& w, std::size_t k) { apply_signal(w, prepared[slots[k]], results[slots[k]]); };
+    std::vector<std::exception_ptr> errors(slots.size());
+    commits.run(CommitQueue::indexed_ops(slots.size(), apply), errors);
     ABIDE_CRASH_POINT("signal.committed");  // crash: stored, the sender got no answer and resends
     for (const auto& e : errors)
         if (e) std::rethrow_exception(e);  // a damaged run record
@@ -1025,13 +1019,10 @@ void EngineCore::drive(std::vector<std::unique_ptr<RunInstance>> active, PollRes
     while (!active.empty()) {
         for (auto& instance : active) instance->advance();
         std::vector<Outcome> outcomes(active.size());
-        std::vector<CommitQueue::Op> ops;
-        ops.reserve(active.size());
-        for (std::size_t i = 0; i < active.size(); ++i)
-            ops.emplace_back([this, &active, &outcomes, i](WriteContext& w) { apply_request(w, *active[i], outcomes[i]); });
+        auto apply = [&](WriteContext& w, std::size_t i) { apply_request(w, *active[i], outcomes[i]); };
         std::vector<std::exception_ptr> errors(active.size());
         try {
-            commits.run(ops, errors);
+            commits.run(CommitQueue::indexed_ops(active.size(), apply), errors);
         } catch (...) {
             // Nothing of this round is stored: the runs stay ready, their
             // fibers (which must not see uncommitted results) are unwound.

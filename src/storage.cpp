@@ -129,11 +129,21 @@ std::uint64_t Txn::count(Db db) const {
     return st.ms_entries;
 }
 
-void Txn::put(Db db, std::string_view key, std::string_view value) {
+void Txn::put(Db db, std::string_view key, std::string_view value) { (void)put(db, key, value, 0, 0); }
+
+bool Txn::append(Db db, std::string_view key, std::string_view value) {
+    // MDB_KEYEXIST: the key is not past the last one. LMDB returns it before
+    // touching anything, and the transaction stays usable.
+    return put(db, key, value, MDB_APPEND, MDB_KEYEXIST) == 0;
+}
+
+int Txn::put(Db db, std::string_view key, std::string_view value, unsigned flags, int tolerated) {
     MDB_val k = to_val(key), v = to_val(value);
-    int rc = mdb_put(txn_, storage_.dbi(db), &k, &v, 0);
+    int rc = mdb_put(txn_, storage_.dbi(db), &k, &v, flags);
+    if (rc != 0 && rc == tolerated) return rc;
     if (rc != 0) throw_storage_error(rc, std::string("writing ") + db_names[static_cast<std::size_t>(db)]);
-    if (auto& tap = write_tap().observe) tap(WriteTap::Op::put, db, key, value);
+    if (auto& tap = write_tap().observe) tap(flags & MDB_APPEND ? WriteTap::Op::append : WriteTap::Op::put, db, key, value);
+    return 0;
 }
 
 bool Txn::del(Db db, std::string_view key) {

@@ -50,7 +50,7 @@ class Storage;
 /// on raw LMDB as the baseline for the same writes). `key`/`value` are valid
 /// only during the call. Set it before opening an engine; not for production.
 struct WriteTap {
-    enum class Op { put, del, commit, abort };
+    enum class Op { put, append, del, commit, abort };
     std::function<void(Op op, Db db, std::string_view key, std::string_view value)> observe;
 };
 /// The process-wide tap (empty: no overhead beyond a branch).
@@ -68,6 +68,11 @@ public:
     /// Number of entries in a table (O(1): LMDB keeps the count).
     std::uint64_t count(Db db) const;
     void put(Db db, std::string_view key, std::string_view value);
+    /// put() of a key greater than every key already in `db` (LMDB's
+    /// MDB_APPEND): no search, and pages fill up instead of splitting in
+    /// half. False, with nothing written, if the key is not past the last
+    /// one (only a damaged table has such a last key): put() it instead.
+    [[nodiscard]] bool append(Db db, std::string_view key, std::string_view value);
     /// True if the key existed.
     bool del(Db db, std::string_view key);
     /// Commits; afterwards the transaction is gone. Throws on failure, and then
@@ -81,6 +86,9 @@ private:
     friend class Storage;
     friend class Cursor;
     Txn(Storage& storage, bool writable);
+    /// mdb_put with `flags`; returns LMDB's code for `tolerated` (nothing
+    /// written), throws for any other failure.
+    int put(Db db, std::string_view key, std::string_view value, unsigned flags, int tolerated);
     Storage& storage_;
     MDB_txn* txn_ = nullptr;
     bool writable_;

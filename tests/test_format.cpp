@@ -254,6 +254,31 @@ TEST_CASE("a timer entry that is not its run's wait's own is deleted when due an
     CHECK(timer_keys(dir.db()).empty());
 }
 
+TEST_CASE("events still go in after a damaged last event key", "[storage][format]") {
+    // Events are appended after the table's last key. A damaged last key
+    // (here 9 bytes of 0xff) makes the next sequence number wrap to 0, below
+    // it: the append is refused and the event is put in its place instead.
+    test::TempDir dir;
+    test::ManualClock clock;
+    {
+        Engine engine(test::test_options(dir, clock));
+        define_approval(engine);
+        (void)engine.start("approval", std::string("a"), StartOptions{.run_id = "first"});
+        engine.poll();
+    }
+    std::string stray(9, '\xff');
+    change_table(dir.db(), "events", [&](MDB_txn* txn, MDB_dbi dbi) {
+        MDB_val k{stray.size(), stray.data()}, v{0, nullptr};
+        REQUIRE(mdb_put(txn, dbi, &k, &v, 0) == 0);
+    });
+    Engine engine(test::test_options(dir, clock));
+    define_approval(engine);
+    REQUIRE(engine.signal("first", "decision", test::Decision{"approved", "u1", "ok", 1}).outcome ==
+            SignalOutcome::delivered);
+    CHECK(engine.poll().completed == 1);
+    CHECK(test::completed_output<std::string>(engine, "first") == "a: approved");
+}
+
 TEST_CASE("a record under a damaged key fails its checksum, and verify names the run it belonged to",
           "[storage][format][verify]") {
     test::TempDir dir;
