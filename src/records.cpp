@@ -176,6 +176,49 @@ JournalEntry decode_journal_entry(std::string_view bytes, std::uint64_t run, std
     return e;
 }
 
+namespace {
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/// The integer `text` is, if it is one json::parse reads as such (no leading
+/// zeros, at most 18 digits: never out of range); non-negative ones are
+/// unsigned there, negative ones signed.
+std::optional<json> plain_integer(std::string_view text) {
+    const bool negative = !text.empty() && text[0] == '-';
+    const std::string_view digits = text.substr(negative ? 1 : 0);
+    if (digits.empty() || digits.size() > 18 || (digits[0] == '0' && digits.size() > 1)) return std::nullopt;
+    std::uint64_t v = 0;
+    for (char c : digits) {
+        if (!is_digit(c)) return std::nullopt;
+        v = v * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    if (negative) return v == 0 ? std::nullopt : std::optional<json>(-static_cast<std::int64_t>(v));
+    return json(v);
+}
+
+/// The string `text` is, if it is a quoted run of printable ASCII with no
+/// escapes (nothing json::parse would decode or refuse).
+std::optional<json> plain_string(std::string_view text) {
+    if (text.size() < 2 || text.front() != '"' || text.back() != '"') return std::nullopt;
+    const std::string_view inner = text.substr(1, text.size() - 2);
+    for (char c : inner)
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') return std::nullopt;
+    return json(std::string(inner));
+}
+
+}  // namespace
+
+json parse_stored_json(std::string_view text) {
+    if (text == "true") return true;
+    if (text == "false") return false;
+    if (text == "null") return nullptr;
+    if (!text.empty() && (text[0] == '-' || is_digit(text[0])))
+        if (auto n = plain_integer(text)) return std::move(*n);
+    if (!text.empty() && text[0] == '"')
+        if (auto s = plain_string(text)) return std::move(*s);
+    return json::parse(text);
+}
+
 std::string encode(const RunRecord& run, std::uint64_t number) {
     ByteWriter w(record_version);
     w.str(run.id);

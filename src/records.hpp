@@ -108,6 +108,13 @@ struct RunRecord {
 std::string encode(const RunRecord&, std::uint64_t run);
 RunRecord decode_run_record(std::string_view bytes, std::uint64_t run);
 
+/// The value of stored JSON text (a step's result, a run's input, a
+/// payload): exactly what json::parse returns, and throws, for it. Replay
+/// parses every recorded result again, and most are scalars, so integers,
+/// strings of printable ASCII without escapes, true, false and null are read
+/// without the general parser.
+json parse_stored_json(std::string_view text);
+
 /// A signal or resume kept until a wait consumes it.
 struct InboxEntry {
     std::string signal_id;

@@ -108,7 +108,7 @@ void RunInstance::fiber_main() {
         Context ctx(*this);
         json output;
         try {
-            json input = input_.empty() ? json() : json::parse(input_);
+            json input = input_.empty() ? json() : parse_stored_json(input_);
             output = def_.body(ctx, input);
         } catch (const FiberUnwind&) {
             output = json(json::value_t::discarded);
@@ -241,7 +241,7 @@ json RunInstance::run_step(std::string_view name, const StepOptions& options,
         if (const JournalEntry* e = peek()) {
             if (!is_step(e->kind) || e->name != name) mismatch(*e, fmt::format("step '{}'", name));
             ++cursor_;
-            if (e->kind == EntryKind::step_ok) return json::parse(e->value);
+            if (e->kind == EntryKind::step_ok) return parse_stored_json(e->value);
             if (e->kind == EntryKind::step_error)
                 throw StepError(std::string(name), e->error_type, e->error_message, e->attempt);
             attempt = e->attempt + 1;  // step_retry: its backoff must have ended
@@ -377,7 +377,7 @@ std::optional<json> Context::wait(WaitKind kind, std::string_view name, const js
     const detail::JournalEntry* wake = instance_.wake_of_wait(kind, name, data, timeout);
     if (!wake) throw detail::FiberUnwind{};
     if (wake->reason == detail::WakeReason::timeout) return std::nullopt;
-    return json::parse(wake->value);
+    return detail::parse_stored_json(wake->value);
 }
 
 void Context::timed_out_without_timeout(std::string_view name) const {

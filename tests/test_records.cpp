@@ -311,3 +311,36 @@ TEST_CASE("verify reports a wait that names a journal entry which is not a wait"
     CHECK(report.damaged_runs == std::vector<std::string>{"first"});
     CHECK_THAT(report.to_json().dump(), Catch::Contains("its wait names journal entry 1, a step entry"));
 }
+
+TEST_CASE("stored JSON text parses to exactly what json::parse makes of it", "[records][payload]") {
+    // parse_stored_json reads common scalars itself; it must agree with
+    // json::parse on value and type (unsigned vs signed integers), and throw
+    // where it throws.
+    const std::vector<std::string> texts = {
+        "0", "7", "-7", "123456789012345678", "-123456789012345678", "1234567890123456789",
+        "18446744073709551615", "18446744073709551616", "-9223372036854775808", "-9223372036854775809",
+        "1.5", "-0", "1e3", "-", "01", "-01", "+1", "1 ", " 1", "12a",
+        R"("")", R"("gold")", R"("with space ~")", R"("esc\"aped")", R"("back\\slash")", R"("\u00e9")",
+        "\"caf\xc3\xa9\"", "\"bad\xff\"", "\"tab\there\"", R"("unterminated)", R"(")", R"(x")",
+        "true", "false", "null", "True", "nul", "truex",
+        R"({"status":"approved","amount":12})", "[1,2]", "", "  ",
+    };
+    for (const std::string& text : texts) {
+        INFO("text: " << text);
+        bool threw = false;
+        json expected;
+        try {
+            expected = json::parse(text);
+        } catch (const json::parse_error&) {
+            threw = true;
+        }
+        if (threw) {
+            CHECK_THROWS_AS(parse_stored_json(text), json::parse_error);
+            continue;
+        }
+        const json got = parse_stored_json(text);
+        CHECK(got == expected);
+        CHECK(got.type() == expected.type());
+        CHECK(got.dump() == expected.dump());
+    }
+}
