@@ -76,6 +76,11 @@ public:
         out_[pos_++] = static_cast<char>(v);
     }
     void varint(std::uint64_t v) {
+        // Most varints (lengths, kinds, small deltas) are one byte.
+        if (v < 0x80 && pos_ < out_.size()) [[likely]] {
+            out_[pos_++] = static_cast<char>(v);
+            return;
+        }
         reserve(10);
         char* p = out_.data() + pos_;
         while (v >= 0x80) {
