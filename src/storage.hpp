@@ -69,9 +69,9 @@ public:
     std::uint64_t count(Db db) const;
     void put(Db db, std::string_view key, std::string_view value);
     /// put() of a key greater than every key already in `db` (LMDB's
-    /// MDB_APPEND): no search, and pages fill up instead of splitting in
-    /// half. False, with nothing written, if the key is not past the last
-    /// one (only a damaged table has such a last key): put() it instead.
+    /// MDB_APPEND): the key goes after the last one without a search down
+    /// the tree. False, with nothing written, if the key is not past the
+    /// last one (only a damaged table has such a last key): put() it instead.
     [[nodiscard]] bool append(Db db, std::string_view key, std::string_view value);
     /// True if the key existed.
     bool del(Db db, std::string_view key);
