@@ -416,7 +416,7 @@ std::optional<SignalResult> EngineCore::prepare_signal(Txn& read, const SignalRe
         return refuse(SignalOutcome::invalid_payload,
                       fmt::format("the payload is {} bytes, over max_payload_bytes ({}); nothing was written",
                                   p.text.size(), options.max_payload_bytes));
-    auto record = find_run(read, req.run);
+    auto record = find_run(read, req.run, &p.run);
     if (!record)
         return refuse(SignalOutcome::unknown_run,
                       fmt::format("no run '{}' exists; check the id. Nothing was written", req.run));
@@ -450,12 +450,9 @@ void EngineCore::apply_signal(WriteContext& w, const PreparedSignal& p, SignalRe
     const std::string& name = req.name;
     const char* noun = req.kind == WaitKind::signal ? "signal" : "resume for";
     auto refuse = [](SignalOutcome o, std::string msg) { return SignalResult{o, std::move(msg)}; };
-    std::uint64_t run = 0;
-    auto record = find_run(w.txn, run_id, &run);
-    if (!record) {
-        result = refuse(SignalOutcome::unknown_run, fmt::format("no run '{}' exists; nothing was written", run_id));
-        return;
-    }
+    // prepare_signal found the run; its id names that number for good.
+    const std::uint64_t run = p.run;
+    RunRecord record = read_run(w.txn, run, run_id);
     // A repeated id is a duplicate even after the run finished: the sender's
     // first copy was accepted, which is what a retrying sender asks.
     const std::string id_key = signal_id_key(run, req.signal_id);
@@ -476,23 +473,23 @@ void EngineCore::apply_signal(WriteContext& w, const PreparedSignal& p, SignalRe
                                     req.signal_id, run_id));
         return;
     }
-    if (is_finished(record->status)) {
+    if (is_finished(record.status)) {
         result = refuse(SignalOutcome::run_finished,
                         fmt::format("run '{}' has {}; it accepts no more signals. Nothing was written", run_id,
-                                    to_string(record->status)));
+                                    to_string(record.status)));
         return;
     }
-    const bool waiting_for_it = record->status == RunStatus::waiting && record->park &&
-                                record->park->kind == req.kind && record->park->name == name;
-    if (waiting_for_it && record->park->deadline_us != 0 && record->park->deadline_us <= w.now_us) {
+    const bool waiting_for_it = record.status == RunStatus::waiting && record.park &&
+                                record.park->kind == req.kind && record.park->name == name;
+    if (waiting_for_it && record.park->deadline_us != 0 && record.park->deadline_us <= w.now_us) {
         // The wait's deadline passed before any poll fired its timer: it timed
         // out, whatever arrives now. Time it out here so that the caller and
         // the workflow agree.
         JournalEntry wake;
         wake.kind = EntryKind::wake;
         wake.reason = WakeReason::timeout;
-        wake_parked(w, run, *record, std::move(wake));
-        put_run(w, run, *record);
+        wake_parked(w, run, record, std::move(wake));
+        put_run(w, run, record);
         if (!req.signal_id.empty())
             w.txn.put(Db::signal_ids, id_key, encode_signal_id(SignalIdMark::too_late, run, req.signal_id));
         result = refuse(SignalOutcome::too_late,
@@ -509,25 +506,25 @@ void EngineCore::apply_signal(WriteContext& w, const PreparedSignal& p, SignalRe
         wake.reason = WakeReason::payload;
         wake.value = p.text;
         wake.signal_id = req.signal_id;
-        wake_parked(w, run, *record, std::move(wake));
-        put_run(w, run, *record);
+        wake_parked(w, run, record, std::move(wake));
+        put_run(w, run, record);
         result = {SignalOutcome::delivered,
                   fmt::format("delivered: run '{}' was waiting for {} '{}' and is ready; the next poll continues it",
                               run_id, noun, name)};
         return;
     }
-    Event e = event_for(EventType::signal_buffered, *record, name);
-    if (req.kind == WaitKind::suspend) e.topic = name + "/" + record->id;
-    const std::uint64_t seq = w.emit({run, record->created_us}, std::move(e), p.text);
+    Event e = event_for(EventType::signal_buffered, record, name);
+    if (req.kind == WaitKind::suspend) e.topic = name + "/" + record.id;
+    const std::uint64_t seq = w.emit({run, record.created_us}, std::move(e), p.text);
     std::string key = inbox_prefix(run, req.kind, name);
     put_be64(key, seq);
     w.txn.put(Db::inbox, key, encode(InboxEntry{req.signal_id, p.text, w.now_us, p.validated}, key));
     if (waiting_for_it) {
         // Written without the workflow's definition: the host checks it when
         // the run, made ready here, re-enters its wait.
-        clear_park(w, run, *record);
-        set_status(w, run, *record, RunStatus::ready);
-        put_run(w, run, *record);
+        clear_park(w, run, record);
+        set_status(w, run, record, RunStatus::ready);
+        put_run(w, run, record);
     }
     result = {SignalOutcome::buffered,
               waiting_for_it ? fmt::format("buffered: run '{}' waits for {} '{}'; the host validates the payload "

@@ -59,6 +59,10 @@ public:
 
     // ---- reads (queries.cpp) ----
     std::optional<RunRecord> find_run(Txn& txn, std::string_view id, std::uint64_t* number = nullptr) const;
+    /// The record of run number `run` (id `id`, for the message), which
+    /// exists: run numbers are never reused or removed. Throws FormatError
+    /// if the record is missing or damaged.
+    RunRecord read_run(Txn& txn, std::uint64_t run, std::string_view id) const;
     /// The public view of run #`run`, with its wait's data read from the journal.
     RunInfo run_info(Txn& txn, std::uint64_t run, const RunRecord& record) const;
     std::optional<RunInfo> status(std::string_view run);
@@ -80,7 +84,8 @@ private:
 
     struct PreparedSignal {
         const SignalRequest* request = nullptr;
-        std::string text;  // the payload as JSON text
+        std::uint64_t run = 0;  // the run's number: ids map to numbers for good
+        std::string text;       // the payload as JSON text
         bool validated = false;
     };
     /// Checks what can be checked before writing; a refusal is returned.

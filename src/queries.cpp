@@ -12,11 +12,15 @@ std::optional<RunRecord> EngineCore::find_run(Txn& txn, std::string_view id, std
     auto n = txn.get(Db::run_ids, id);
     if (!n) return std::nullopt;
     const std::uint64_t run = get_be64(*n);
+    if (number) *number = run;
+    return read_run(txn, run, id);
+}
+
+RunRecord EngineCore::read_run(Txn& txn, std::uint64_t run, std::string_view id) const {
     auto raw = txn.get(Db::runs, run_key(run));
     if (!raw)
         throw FormatError("abide.storage.corrupt",
                           fmt::format("run '{}' is indexed but its record #{} is missing; the file is damaged", id, run));
-    if (number) *number = run;
     return decode_run_record(*raw, run);
 }
 
