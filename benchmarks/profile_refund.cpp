@@ -12,7 +12,10 @@
 //
 // The totals divided by --runs are instructions per run; the inclusive cost
 // of abide::detail::RunInstance::unwind() divided by its calls is the cost of
-// evicting one parked run. With perf: `perf record -g` on the same command.
+// evicting one parked run. --cache-size=N sets EngineOptions::cache_size
+// (default 1,024, as in bench_refund): with N at least --runs nothing is
+// evicted, and the difference in the totals is what eviction costs. With
+// perf: `perf record -g` on the same command.
 #include "common.hpp"
 
 #include <fmt/format.h>
@@ -41,13 +44,15 @@ constexpr std::size_t window = 256;
 
 int body(int argc, char** argv) {
     Args args = Args::parse(argc, argv, "the refund workload's batched phases alone, for a profiler",
-                            {"phase", "runs"});
+                            {"phase", "runs", "cache-size"});
     const auto runs = static_cast<std::size_t>(args.number("runs", 10000, 500));
     const auto phase = args.extra.count("phase") ? args.extra.at("phase") : std::string("start");
     if (phase != "start" && phase != "decide")
         throw std::runtime_error("--phase is start or decide, not '" + phase + "'");
     Scratch scratch(args);
-    abide::Engine engine(engine_options(scratch.file("profile.db"), args.durability));
+    abide::EngineOptions options = engine_options(scratch.file("profile.db"), args.durability);
+    options.cache_size = static_cast<std::size_t>(args.number("cache-size", 1024, 1024));
+    abide::Engine engine(options);
     define_refund(engine);
     Stopwatch sw;
     if (phase == "start") {
