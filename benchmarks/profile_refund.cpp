@@ -49,6 +49,7 @@ int body(int argc, char** argv) {
     const auto phase = args.extra.count("phase") ? args.extra.at("phase") : std::string("start");
     if (phase != "start" && phase != "decide")
         throw std::runtime_error("--phase is start or decide, not '" + phase + "'");
+    Recorder::instance().uninstall();  // no baseline here: nothing to record, and the tap costs a call per write
     Scratch scratch(args);
     abide::EngineOptions options = engine_options(scratch.file("profile.db"), args.durability);
     options.cache_size = static_cast<std::size_t>(args.number("cache-size", 1024, 1024));
