@@ -166,6 +166,7 @@ void EngineCore::wake_parked(WriteContext& w, std::uint64_t run, RunRecord& reco
 
 std::optional<JournalEntry> EngineCore::take_buffered(WriteContext& w, std::uint64_t run, const RunRecord& record,
                                                       WaitKind kind, std::string_view name) {
+    if (w.txn.count(Db::inbox) == 0) return std::nullopt;  // the usual case: no search, no cursor
     const std::string prefix = inbox_prefix(run, kind, name);
     Cursor c(w.txn, Db::inbox);
     while (c.seek(prefix) && c.key().substr(0, prefix.size()) == prefix) {
@@ -247,6 +248,7 @@ std::optional<JournalEntry> EngineCore::park_or_wake(WriteContext& w, std::uint6
 }
 
 void EngineCore::drop_inbox(WriteContext& w, std::uint64_t run, const RunRecord& record) {
+    if (w.txn.count(Db::inbox) == 0) return;  // the usual case: no search, no cursor
     const std::string prefix = run_key(run).str();
     Cursor c(w.txn, Db::inbox);
     while (c.seek(prefix) && c.key().substr(0, prefix.size()) == prefix) {

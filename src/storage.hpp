@@ -65,7 +65,8 @@ public:
     ~Txn();
 
     std::optional<std::string_view> get(Db db, std::string_view key) const;
-    /// Number of entries in a table (O(1): LMDB keeps the count).
+    /// Number of entries in a table, this transaction's writes included (O(1):
+    /// LMDB keeps the count).
     std::uint64_t count(Db db) const;
     void put(Db db, std::string_view key, std::string_view value);
     /// put() of a key greater than every key already in `db` (LMDB's
