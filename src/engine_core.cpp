@@ -827,13 +827,17 @@ EngineCore::Claim EngineCore::load_claimed(const std::vector<std::uint64_t>& can
             std::optional<std::string_view> raw;
             if (!known) {
                 raw = t.get(Db::runs, run_key(run));
-                if (!raw || !t.get(Db::ready, run_key(run))) {
-                    give_up();  // advanced meanwhile
+                if (!raw) {
+                    give_up();
                     continue;
                 }
             }
             try {
                 RunRecord record = known ? std::move(*known) : decode_run_record(*raw, run);
+                if (!in_ready_set(record.status) && !t.get(Db::ready, run_key(run))) {
+                    give_up();  // advanced meanwhile: its record and the ready index agree it is not ready
+                    continue;
+                }
                 if (!in_ready_set(record.status)) {
                     // One snapshot holds both, and every write keeps them
                     // together: only a damaged index disagrees with the record.

@@ -254,6 +254,26 @@ TEST_CASE("a timer entry that is not its run's wait's own is deleted when due an
     CHECK(timer_keys(dir.db()).empty());
 }
 
+TEST_CASE("a waiting run listed in the ready index is reported, not run", "[storage][format]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    park_two_runs(dir, clock);
+    change_table(dir.db(), "ready", [&](MDB_txn* txn, MDB_dbi dbi) {
+        std::string key = be64(1);  // run #1, "first", waits for a decision
+        MDB_val k{key.size(), key.data()}, v{0, nullptr};
+        REQUIRE(mdb_put(txn, dbi, &k, &v, 0) == 0);
+    });
+    Engine engine(test::test_options(dir, clock));
+    define_approval(engine);
+    const PollResult r = engine.poll();
+    CHECK(r.runs_advanced == 0);
+    REQUIRE(r.problems.size() == 1);
+    CHECK_THAT(r.problems[0], Catch::Contains("'first'") && Catch::Contains("is in the ready set but is waiting") &&
+                                  Catch::Contains("abide check"));
+    test::waiting_on(engine, "first", WaitKind::signal, "decision");
+    test::waiting_on(engine, "second", WaitKind::signal, "decision");
+}
+
 TEST_CASE("events still go in after a damaged last event key", "[storage][format]") {
     // Events are appended after the table's last key. A damaged last key
     // (here 9 bytes of 0xff) makes the next sequence number wrap to 0, below
