@@ -71,14 +71,17 @@ void define_approval(Engine& engine) {
         .signal<test::Decision>("decision");
 }
 
-/// Runs "first" (#1) and "second" (#2), both waiting for a decision.
-void park_two_runs(const test::TempDir& dir, const test::ManualClock& clock) {
+/// Runs "first" (#1, input "a") and, with `two`, "second" (#2, input "b"),
+/// each waiting for a decision.
+void park_runs(const test::TempDir& dir, const test::ManualClock& clock, bool two) {
     Engine engine(test::test_options(dir, clock));
     define_approval(engine);
     (void)engine.start("approval", std::string("a"), StartOptions{.run_id = "first"});
-    (void)engine.start("approval", std::string("b"), StartOptions{.run_id = "second"});
+    if (two) (void)engine.start("approval", std::string("b"), StartOptions{.run_id = "second"});
     engine.poll();
 }
+void park_one_run(const test::TempDir& dir, const test::ManualClock& clock) { park_runs(dir, clock, false); }
+void park_two_runs(const test::TempDir& dir, const test::ManualClock& clock) { park_runs(dir, clock, true); }
 
 }  // namespace
 
@@ -214,12 +217,7 @@ TEST_CASE("a timer entry that is not its run's wait's own is deleted when due an
           "[storage][format][timer]") {
     test::TempDir dir;
     test::ManualClock clock;
-    {
-        Engine engine(test::test_options(dir, clock));
-        define_approval(engine);
-        (void)engine.start("approval", std::string("a"), StartOptions{.run_id = "first"});
-        engine.poll();
-    }
+    park_one_run(dir, clock);
     const std::vector<std::string> own = timer_keys(dir.db());
     REQUIRE(own.size() == 1);  // deadline (be64), run (be64), park entry (be32)
     std::uint64_t deadline = 0;
@@ -280,12 +278,7 @@ TEST_CASE("events still go in after a damaged last event key", "[storage][format
     // it: the append is refused and the event is put in its place instead.
     test::TempDir dir;
     test::ManualClock clock;
-    {
-        Engine engine(test::test_options(dir, clock));
-        define_approval(engine);
-        (void)engine.start("approval", std::string("a"), StartOptions{.run_id = "first"});
-        engine.poll();
-    }
+    park_one_run(dir, clock);
     std::string stray(9, '\xff');
     change_table(dir.db(), "events", [&](MDB_txn* txn, MDB_dbi dbi) {
         MDB_val k{stray.size(), stray.data()}, v{0, nullptr};
