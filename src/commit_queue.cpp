@@ -10,16 +10,10 @@
 namespace abide::detail {
 
 std::uint64_t WriteContext::emit(EventRun run, Event event, std::string_view data_json, std::optional<FromEntry> from) {
-    if (!next_event_) {
-        Cursor c(txn, Db::events);
-        next_event_ = c.last() ? get_be64(c.key()) + 1 : 1;
-    }
+    if (!next_event_) next_event_ = next_sequence(txn, Db::events);
     event.seq = (*next_event_)++;
     event.at = from_micros(now_us);
-    // Sequence numbers only grow, so the event goes at the end of the table.
-    const FixedKey key = event_key(event.seq);
-    const std::string value = encode_event(event, run, event.seq, data_json, from);
-    if (!txn.append(Db::events, key, value)) txn.put(Db::events, key, value);
+    txn.put_new(Db::events, event_key(event.seq), encode_event(event, run, event.seq, data_json, from));
     const std::uint64_t seq = event.seq;
     if (keep_events_) {
         if (!data_json.empty()) event.data = json::parse(data_json);

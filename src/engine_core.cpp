@@ -377,8 +377,7 @@ void EngineCore::apply_start(WriteContext& w, const PreparedStart& p, RunHandle&
         handle.created = false;
         return;
     }
-    Cursor last(w.txn, Db::runs);
-    const std::uint64_t run = last.last() ? get_be64(last.key()) + 1 : 1;
+    const std::uint64_t run = next_sequence(w.txn, Db::runs);
     RunRecord record;
     record.id = p.id;
     record.workflow = workflow;
@@ -388,7 +387,8 @@ void EngineCore::apply_start(WriteContext& w, const PreparedStart& p, RunHandle&
     w.txn.put(Db::run_ids, record.id, run_key(run));
     w.txn.put(Db::ready, run_key(run), {});
     w.emit({run, record.created_us}, event_for(EventType::started, record));  // the input is in the run record
-    put_run(w, run, record);
+    record.updated_us = w.now_us;
+    w.txn.put_new(Db::runs, run_key(run), encode(record, run));
 }
 
 std::vector<RunHandle> EngineCore::start(std::span<const StartRequest> requests) {
@@ -828,6 +828,11 @@ EngineCore::Claim EngineCore::load_claimed(const std::vector<std::uint64_t>& can
             if (!known) {
                 raw = t.get(Db::runs, run_key(run));
                 if (!raw) {
+                    // Runs are never removed: only a damaged index lists one without a record.
+                    problems.push_back(fmt::format("run #{} is in the ready set but has no record: the index is "
+                                                   "damaged. Run `abide check`",
+                                                   run));
+                    skip.insert(run);
                     give_up();
                     continue;
                 }

@@ -21,7 +21,13 @@ RunRecord EngineCore::read_run(Txn& txn, std::uint64_t run, std::string_view id)
     if (!raw)
         throw FormatError("abide.storage.corrupt",
                           fmt::format("run '{}' is indexed but its record #{} is missing; the file is damaged", id, run));
-    return decode_run_record(*raw, run);
+    RunRecord record = decode_run_record(*raw, run);
+    if (record.id != id)
+        throw FormatError("abide.storage.corrupt",
+                          fmt::format("run id '{}' is indexed to record #{}, which holds run '{}'; the file is "
+                                      "damaged. Run `abide check`",
+                                      id, run, record.id));
+    return record;
 }
 
 RunInfo EngineCore::run_info(Txn& txn, std::uint64_t run, const RunRecord& record) const {

@@ -72,6 +72,21 @@ WriteTap& write_tap() {
     return tap;
 }
 
+std::uint64_t next_sequence(const Txn& txn, Db db) {
+    Cursor c(txn, db);
+    for (bool ok = c.last(); ok; ok = c.prev()) {
+        if (c.key().size() != 8) continue;
+        const std::uint64_t last = get_be64(c.key());
+        if (last == UINT64_MAX)
+            throw FormatError("abide.storage.corrupt",
+                              std::string("the last key of ") + db_names[static_cast<std::size_t>(db)] +
+                                  " is the largest number there is; the file is damaged. Nothing was written. "
+                                  "Run `abide check` to see what else is, and restore the file from a backup");
+        return last + 1;
+    }
+    return 1;
+}
+
 // ---- Txn -------------------------------------------------------------------
 
 Txn::Txn(Storage& storage, bool writable) : storage_(storage), writable_(writable) {
@@ -131,10 +146,15 @@ std::uint64_t Txn::count(Db db) const {
 
 void Txn::put(Db db, std::string_view key, std::string_view value) { (void)put(db, key, value, 0, 0); }
 
-bool Txn::append(Db db, std::string_view key, std::string_view value) {
-    // MDB_KEYEXIST: the key is not past the last one. LMDB returns it before
-    // touching anything, and the transaction stays usable.
-    return put(db, key, value, MDB_APPEND, MDB_KEYEXIST) == 0;
+void Txn::put_new(Db db, std::string_view key, std::string_view value) {
+    // MDB_KEYEXIST from MDB_APPEND: the key is not past the last one. LMDB
+    // returns it before touching anything, and the transaction stays usable.
+    if (put(db, key, value, MDB_APPEND, MDB_KEYEXIST) == 0) return;
+    if (put(db, key, value, MDB_NOOVERWRITE, MDB_KEYEXIST) == 0) return;
+    throw FormatError("abide.storage.corrupt",
+                      std::string("a new entry of ") + db_names[static_cast<std::size_t>(db)] +
+                          " would replace one already stored; the file is damaged. Nothing was written. "
+                          "Run `abide check` to see what else is, and restore the file from a backup");
 }
 
 int Txn::put(Db db, std::string_view key, std::string_view value, unsigned flags, int tolerated) {
@@ -142,7 +162,8 @@ int Txn::put(Db db, std::string_view key, std::string_view value, unsigned flags
     int rc = mdb_put(txn_, storage_.dbi(db), &k, &v, flags);
     if (rc != 0 && rc == tolerated) return rc;
     if (rc != 0) throw_storage_error(rc, std::string("writing ") + db_names[static_cast<std::size_t>(db)]);
-    if (auto& tap = write_tap().observe) tap(flags & MDB_APPEND ? WriteTap::Op::append : WriteTap::Op::put, db, key, value);
+    if (auto& tap = write_tap().observe)
+        tap(flags & MDB_APPEND ? WriteTap::Op::append : WriteTap::Op::put, db, key, value);
     return 0;
 }
 

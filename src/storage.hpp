@@ -56,6 +56,14 @@ struct WriteTap {
 /// The process-wide tap (empty: no overhead beyond a branch).
 WriteTap& write_tap();
 
+class Txn;
+/// One past the largest 8-byte key of `db` read as a big-endian number, or 1
+/// if it has none: the next number of a table keyed by a growing sequence
+/// (runs, events). Keys of other lengths, which only damage makes, are
+/// stepped over, so a damaged key cannot make a number repeat. Throws
+/// FormatError if the largest number is already 2^64 - 1.
+std::uint64_t next_sequence(const Txn& txn, Db db);
+
 /// A read or write transaction. Views returned by get() and cursors stay
 /// valid until the transaction ends or, in a write transaction, the next write.
 class Txn {
@@ -69,11 +77,12 @@ public:
     /// LMDB keeps the count).
     std::uint64_t count(Db db) const;
     void put(Db db, std::string_view key, std::string_view value);
-    /// put() of a key greater than every key already in `db` (LMDB's
-    /// MDB_APPEND): the key goes after the last one without a search down
-    /// the tree. False, with nothing written, if the key is not past the
-    /// last one (only a damaged table has such a last key): put() it instead.
-    [[nodiscard]] bool append(Db db, std::string_view key, std::string_view value);
+    /// Writes a key that must be new. Past the last key (the usual case for
+    /// a table keyed by a growing number) it is appended with MDB_APPEND,
+    /// which compares no keys on the way down to the last leaf; otherwise it
+    /// is inserted. Throws FormatError if the key is already there (only a
+    /// damaged table has it), having written nothing.
+    void put_new(Db db, std::string_view key, std::string_view value);
     /// True if the key existed.
     bool del(Db db, std::string_view key);
     /// Commits; afterwards the transaction is gone. Throws on failure, and then
@@ -88,7 +97,7 @@ private:
     friend class Cursor;
     Txn(Storage& storage, bool writable);
     /// mdb_put with `flags`; returns LMDB's code for `tolerated` (nothing
-    /// written), throws for any other failure.
+    /// written; the transaction stays usable), throws for any other failure.
     int put(Db db, std::string_view key, std::string_view value, unsigned flags, int tolerated);
     Storage& storage_;
     MDB_txn* txn_ = nullptr;

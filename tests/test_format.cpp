@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <fstream>
 #include <iterator>
+#include <map>
 
 using namespace abide;
 using namespace std::chrono_literals;
@@ -199,17 +200,25 @@ TEST_CASE("verify reports a ready or running run listed in the status index", "[
     CHECK_THAT(report.to_json().dump(), Catch::Contains("a status only the ready set holds"));
 }
 
-/// The keys of the timers table, in order.
-std::vector<std::string> timer_keys(const std::filesystem::path& db) {
-    std::vector<std::string> keys;
-    change_table(db, "timers", [&](MDB_txn* txn, MDB_dbi dbi) {
+/// Every entry of an abide table, key to value (in LMDB's order: bytes, unsigned).
+std::map<std::string, std::string> table_entries(const std::filesystem::path& db, const char* table) {
+    std::map<std::string, std::string> entries;
+    change_table(db, table, [&](MDB_txn* txn, MDB_dbi dbi) {
         MDB_cursor* cursor = nullptr;
         REQUIRE(mdb_cursor_open(txn, dbi, &cursor) == 0);
         MDB_val k{}, v{};
         for (int rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT))
-            keys.emplace_back(static_cast<const char*>(k.mv_data), k.mv_size);
+            entries.emplace(std::string(static_cast<const char*>(k.mv_data), k.mv_size),
+                            std::string(static_cast<const char*>(v.mv_data), v.mv_size));
         mdb_cursor_close(cursor);
     });
+    return entries;
+}
+
+/// The keys of the timers table, in order.
+std::vector<std::string> timer_keys(const std::filesystem::path& db) {
+    std::vector<std::string> keys;
+    for (const auto& entry : table_entries(db, "timers")) keys.push_back(entry.first);
     return keys;
 }
 
@@ -252,44 +261,67 @@ TEST_CASE("a timer entry that is not its run's wait's own is deleted when due an
     CHECK(timer_keys(dir.db()).empty());
 }
 
-TEST_CASE("a waiting run listed in the ready index is reported, not run", "[storage][format]") {
+TEST_CASE("a run listed in the ready index that is not ready or has no record is reported, not run",
+          "[storage][format]") {
     test::TempDir dir;
     test::ManualClock clock;
     park_two_runs(dir, clock);
     change_table(dir.db(), "ready", [&](MDB_txn* txn, MDB_dbi dbi) {
-        std::string key = be64(1);  // run #1, "first", waits for a decision
-        MDB_val k{key.size(), key.data()}, v{0, nullptr};
-        REQUIRE(mdb_put(txn, dbi, &k, &v, 0) == 0);
+        for (std::uint64_t run : {1, 7}) {  // #1 "first" waits for a decision; there is no #7
+            std::string key = be64(run);
+            MDB_val k{key.size(), key.data()}, v{0, nullptr};
+            REQUIRE(mdb_put(txn, dbi, &k, &v, 0) == 0);
+        }
     });
     Engine engine(test::test_options(dir, clock));
     define_approval(engine);
     const PollResult r = engine.poll();
     CHECK(r.runs_advanced == 0);
-    REQUIRE(r.problems.size() == 1);
+    REQUIRE(r.problems.size() == 2);
     CHECK_THAT(r.problems[0], Catch::Contains("'first'") && Catch::Contains("is in the ready set but is waiting") &&
+                                  Catch::Contains("abide check"));
+    CHECK_THAT(r.problems[1], Catch::Contains("run #7 is in the ready set but has no record") &&
                                   Catch::Contains("abide check"));
     test::waiting_on(engine, "first", WaitKind::signal, "decision");
     test::waiting_on(engine, "second", WaitKind::signal, "decision");
 }
 
-TEST_CASE("events still go in after a damaged last event key", "[storage][format]") {
-    // Events are appended after the table's last key. A damaged last key
-    // (here 9 bytes of 0xff) makes the next sequence number wrap to 0, below
-    // it: the append is refused and the event is put in its place instead.
+TEST_CASE("a damaged last key in runs or events makes no run or event number repeat", "[storage][format]") {
+    // New runs and events take the number after the last 8-byte key of
+    // their table. A damaged last key (9 bytes of 0xff, sorting after every
+    // number) is stepped over; the new entries go in below it, and nothing
+    // stored before is replaced.
     test::TempDir dir;
     test::ManualClock clock;
-    park_one_run(dir, clock);
-    std::string stray(9, '\xff');
-    change_table(dir.db(), "events", [&](MDB_txn* txn, MDB_dbi dbi) {
-        MDB_val k{stray.size(), stray.data()}, v{0, nullptr};
-        REQUIRE(mdb_put(txn, dbi, &k, &v, 0) == 0);
-    });
-    Engine engine(test::test_options(dir, clock));
-    define_approval(engine);
-    REQUIRE(engine.signal("first", "decision", test::Decision{"approved", "u1", "ok", 1}).outcome ==
-            SignalOutcome::delivered);
-    CHECK(engine.poll().completed == 1);
-    CHECK(test::completed_output<std::string>(engine, "first") == "a: approved");
+    park_one_run(dir, clock);  // run #1 "first", and its events
+    const std::map<std::string, std::string> events_before = table_entries(dir.db(), "events");
+    const std::string stray(9, '\xff');
+    for (const char* table : {"runs", "events"})
+        change_table(dir.db(), table, [&](MDB_txn* txn, MDB_dbi dbi) {
+            MDB_val k{stray.size(), const_cast<char*>(stray.data())}, v{0, nullptr};
+            REQUIRE(mdb_put(txn, dbi, &k, &v, 0) == 0);
+        });
+    {
+        Engine engine(test::test_options(dir, clock));
+        define_approval(engine);
+        (void)engine.start("approval", std::string("b"), StartOptions{.run_id = "second"});
+        REQUIRE(engine.signal("first", "decision", test::Decision{"approved", "u1", "ok", 1}).outcome ==
+                SignalOutcome::delivered);
+        CHECK(engine.poll().completed == 1);
+        CHECK(test::completed_output<std::string>(engine, "first") == "a: approved");
+        test::waiting_on(engine, "second", WaitKind::signal, "decision");
+    }
+    const auto runs = table_entries(dir.db(), "runs");
+    CHECK(runs.size() == 3);  // #1, #2 and the stray
+    CHECK(runs.count(be64(2)) == 1);
+    const auto events = table_entries(dir.db(), "events");
+    for (const auto& [key, value] : events_before) {
+        INFO("event key " << key.size() << " bytes");
+        REQUIRE(events.count(key) == 1);
+        CHECK(events.at(key) == value);  // not replaced
+    }
+    CHECK(events.size() > events_before.size() + 1);
+    CHECK(events.count(stray) == 1);
 }
 
 TEST_CASE("a record under a damaged key fails its checksum, and verify names the run it belonged to",
