@@ -52,7 +52,9 @@ int body(int argc, char** argv) {
     Recorder::instance().uninstall();  // no baseline here: nothing to record, and the tap costs a call per write
     Scratch scratch(args);
     abide::EngineOptions options = engine_options(scratch.file("profile.db"), args.durability);
-    options.cache_size = static_cast<std::size_t>(args.number("cache-size", 1024, 1024));
+    const long long cache_size = args.number("cache-size", 1024, 1024);
+    if (cache_size < 0) throw std::runtime_error("--cache-size is a number of runs, 0 or more");
+    options.cache_size = static_cast<std::size_t>(cache_size);
     abide::Engine engine(options);
     define_refund(engine);
     Stopwatch sw;

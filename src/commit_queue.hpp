@@ -83,6 +83,9 @@ public:
         for (std::size_t i = 0; i < n; ++i) ops.emplace_back([&apply, i](WriteContext& w) { apply(w, i); });
         return ops;
     }
+    /// A temporary would be gone before the operations run.
+    template <class Apply>
+    static std::vector<Op> indexed_ops(std::size_t n, const Apply&& apply) = delete;
 
 private:
     struct Group {
