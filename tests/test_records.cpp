@@ -286,12 +286,12 @@ TEST_CASE("verify reports a wait that names a journal entry which is not a wait"
     }
     REQUIRE(verify_database(dir.db()).ok());
     // Journal entry 1 (the wait) becomes a step result, checksummed as abide writes one.
-    std::int64_t created_us = 0;
+    std::int64_t first_run_created_us = 0;
     test::change_table(dir.db(), "runs", [&](MDB_txn* txn, MDB_dbi dbi) {
         const FixedKey key = run_key(1);
         MDB_val k{std::string_view(key).size(), const_cast<char*>(std::string_view(key).data())}, v{};
         REQUIRE(mdb_get(txn, dbi, &k, &v) == 0);
-        created_us = decode_run_record({static_cast<const char*>(v.mv_data), v.mv_size}, 1).created_us;
+        first_run_created_us = decode_run_record({static_cast<const char*>(v.mv_data), v.mv_size}, 1).created_us;
     });
     test::change_table(dir.db(), "journal", [&](MDB_txn* txn, MDB_dbi dbi) {
         JournalEntry step;
@@ -299,8 +299,8 @@ TEST_CASE("verify reports a wait that names a journal entry which is not a wait"
         step.name = "load";
         step.value = "1";
         step.attempt = 1;
-        step.started_us = step.finished_us = created_us;
-        std::string value = encode(step, 1, 1, created_us);
+        step.started_us = step.finished_us = first_run_created_us;
+        std::string value = encode(step, 1, 1, first_run_created_us);
         const FixedKey key = journal_key(1, 1);
         MDB_val k{std::string_view(key).size(), const_cast<char*>(std::string_view(key).data())},
             v{value.size(), value.data()};
