@@ -9,9 +9,14 @@
 
 namespace abide::detail {
 
+std::uint64_t WriteContext::new_number(Db db) {
+    auto& next = next_number_[static_cast<std::size_t>(db)];
+    if (!next) next = next_sequence(txn, db);
+    return (*next)++;
+}
+
 std::uint64_t WriteContext::emit(EventRun run, Event event, std::string_view data_json, std::optional<FromEntry> from) {
-    if (!next_event_) next_event_ = next_sequence(txn, Db::events);
-    event.seq = (*next_event_)++;
+    event.seq = new_number(Db::events);
     event.at = from_micros(now_us);
     txn.put_new(Db::events, event_key(event.seq), encode_event(event, run, event.seq, data_json, from));
     const std::uint64_t seq = event.seq;

@@ -22,6 +22,7 @@
 
 #include <abide/types.hpp>
 
+#include <array>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -34,7 +35,7 @@
 namespace abide::detail {
 
 /// What an operation sees: the transaction, the batch's clock reading, and
-/// the event log's next sequence number.
+/// the next numbers of the tables keyed by a growing sequence.
 class WriteContext {
 public:
     WriteContext(Txn& transaction, std::int64_t now, bool keep_events)
@@ -49,9 +50,14 @@ public:
     std::uint64_t emit(EventRun run, Event event, std::string_view data_json = {},
                        std::optional<FromEntry> from = {});
     std::vector<Event> take_events() { return std::move(events_); }
+    /// A new number of a table keyed by a growing sequence (runs, events):
+    /// read from the table once per transaction (next_sequence), then
+    /// counted on, so a batch of starts or events opens one cursor, not one
+    /// each.
+    std::uint64_t new_number(Db db);
 
 private:
-    std::optional<std::uint64_t> next_event_;
+    std::array<std::optional<std::uint64_t>, static_cast<std::size_t>(Db::count_)> next_number_{};
     bool keep_events_;
     std::vector<Event> events_;
 };

@@ -377,7 +377,7 @@ void EngineCore::apply_start(WriteContext& w, const PreparedStart& p, RunHandle&
         handle.created = false;
         return;
     }
-    const std::uint64_t run = next_sequence(w.txn, Db::runs);
+    const std::uint64_t run = w.new_number(Db::runs);
     RunRecord record;
     record.id = p.id;
     record.workflow = workflow;
@@ -839,11 +839,11 @@ EngineCore::Claim EngineCore::load_claimed(const std::vector<std::uint64_t>& can
             }
             try {
                 RunRecord record = known ? std::move(*known) : decode_run_record(*raw, run);
-                if (!in_ready_set(record.status) && !t.get(Db::ready, run_key(run))) {
-                    give_up();  // advanced meanwhile: its record and the ready index agree it is not ready
-                    continue;
-                }
                 if (!in_ready_set(record.status)) {
+                    if (!t.get(Db::ready, run_key(run))) {
+                        give_up();  // advanced meanwhile: its record and the ready index agree
+                        continue;
+                    }
                     // One snapshot holds both, and every write keeps them
                     // together: only a damaged index disagrees with the record.
                     problems.push_back(fmt::format("run '{}' (#{}) is in the ready set but is {}: the index is "
