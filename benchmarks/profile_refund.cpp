@@ -6,8 +6,8 @@
 // report, inside a function of its own, so a profiler can count it alone:
 //
 //   cd build/release/benchmarks
-//   valgrind --tool=callgrind --toggle-collect='*start_phase*' ./profile_refund --phase=start --runs=6000 --unsynced
-//   valgrind --tool=callgrind --toggle-collect='*decide_phase*' ./profile_refund --phase=decide --runs=6000 --unsynced
+//   valgrind --tool=callgrind --toggle-collect='*start_phase*' ./profile_refund --phase=start --runs=10000 --unsynced
+//   valgrind --tool=callgrind --toggle-collect='*decide_phase*' ./profile_refund --phase=decide --runs=10000 --unsynced
 //   callgrind_annotate --inclusive=yes callgrind.out.<pid>
 //
 // The totals divided by --runs are instructions per run; the inclusive cost
