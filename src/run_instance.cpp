@@ -370,14 +370,18 @@ json Context::run_step(std::string_view name, const StepOptions& options,
     return instance_.run_step(name, options, body);
 }
 
-// The waits throw FiberUnwind here, in the frame next to the workflow's, with
-// nothing of theirs alive (see RunInstance::unwinding_).
-std::optional<json> Context::wait(WaitKind kind, std::string_view name, const json& data,
-                                  std::optional<Duration> timeout) {
+// The waits report an unwind to their inline callers, which throw
+// FiberUnwind in the workflow's frame, with nothing of theirs alive (see
+// RunInstance::unwinding_).
+bool Context::wait(WaitKind kind, std::string_view name, const json& data, std::optional<Duration> timeout,
+                   std::optional<json>& payload) {
     const detail::JournalEntry* wake = instance_.wake_of_wait(kind, name, data, timeout);
-    if (!wake) throw detail::FiberUnwind{};
-    if (wake->reason == detail::WakeReason::timeout) return std::nullopt;
-    return detail::parse_stored_json(wake->value);
+    if (!wake) return false;
+    if (wake->reason == detail::WakeReason::timeout)
+        payload.reset();
+    else
+        payload = detail::parse_stored_json(wake->value);
+    return true;
 }
 
 void Context::timed_out_without_timeout(std::string_view name) const {
@@ -389,15 +393,9 @@ void Context::timed_out_without_timeout(std::string_view name) const {
                     instance_.id(), instance_.workflow(), name));
 }
 
-json Context::suspend(std::string_view step_key, json data, std::optional<Duration> timeout) {
-    auto resumed = wait(WaitKind::suspend, step_key, data, timeout);
-    if (!resumed) throw TimeoutError(std::string(step_key));
-    return std::move(*resumed);
-}
+void Context::suspend_timed_out(std::string_view step_key) { throw TimeoutError(std::string(step_key)); }
 
-void Context::sleep(Duration duration) {
-    if (!instance_.wake_of_sleep(duration)) throw detail::FiberUnwind{};
-}
+bool Context::sleep_woken(Duration duration) { return instance_.wake_of_sleep(duration) != nullptr; }
 
 TimePoint Context::now() {
     auto text = instance_.recorded(detail::EntryKind::now, [this] {

@@ -117,8 +117,10 @@ private:
     /// and on this kind of machine a throw costs more than half a microsecond
     /// for each frame it crosses, and more for each cleanup it runs: so the
     /// waits return their wake as a pointer (nullptr: unwinding) up to
-    /// Context, in the frame next to the workflow's, which throws with
-    /// nothing of its own alive.
+    /// Context, whose always-inlined waits throw in the workflow's own frame.
+    /// (Throwing one frame deeper, from Context::wait, cost an eviction 37,000
+    /// instructions instead of 22,000: the unwinder searched that frame's
+    /// call-site table in both of its phases.)
     bool unwinding_ = false;
     bool in_step_ = false;
     /// A cancellation reached the workflow; later waits raise Cancelled at once.

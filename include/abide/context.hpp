@@ -15,6 +15,7 @@
 #pragma once
 
 #include <abide/codec.hpp>
+#include <abide/detail/fiber_unwind.hpp>
 #include <abide/errors.hpp>
 #include <abide/options.hpp>
 #include <abide/types.hpp>
@@ -108,11 +109,13 @@ public:
     /// `metadata` is stored with the wait: Engine::list_runs and the event
     /// log show it (an approval inbox). A signal sent before this wait is
     /// consumed by it. Raises Cancelled if the run is cancelled meanwhile.
-    /// (Both overloads are always inlined: a run evicted while it waits is
-    /// unwound through one frame fewer; see RunInstance::unwinding_.)
+    /// (The waits are always inlined and throw abide's unwind in the
+    /// workflow's own frame: a run evicted while it waits is unwound through
+    /// the fewest frames; see RunInstance::unwinding_.)
     template <class T>
     [[gnu::always_inline]] std::optional<T> wait_for_signal(std::string_view name, Duration timeout, json metadata = json::object()) {
-        auto payload = wait(WaitKind::signal, name, metadata, timeout);
+        std::optional<json> payload;
+        if (!wait(WaitKind::signal, name, metadata, timeout, payload)) throw detail::FiberUnwind{};
         if (!payload) return std::nullopt;
         return detail::decode_as<T>(*payload, "signal", name);
     }
@@ -120,7 +123,8 @@ public:
     /// Waits without a deadline.
     template <class T>
     [[gnu::always_inline]] T wait_for_signal(std::string_view name, json metadata = json::object()) {
-        auto payload = wait(WaitKind::signal, name, metadata, std::nullopt);
+        std::optional<json> payload;
+        if (!wait(WaitKind::signal, name, metadata, std::nullopt, payload)) throw detail::FiberUnwind{};
         if (!payload) timed_out_without_timeout(name);
         return detail::decode_as<T>(*payload, "signal", name);
     }
@@ -129,11 +133,18 @@ public:
     /// data. Emits a `suspended` event with topic "{step_key}/{run_id}" and
     /// `data`. Raises TimeoutError if `timeout` passes first, Cancelled if the
     /// run is cancelled meanwhile.
-    json suspend(std::string_view step_key, json data = json::object(),
-                 std::optional<Duration> timeout = std::nullopt);
+    [[gnu::always_inline]] json suspend(std::string_view step_key, json data = json::object(),
+                                        std::optional<Duration> timeout = std::nullopt) {
+        std::optional<json> resumed;
+        if (!wait(WaitKind::suspend, step_key, data, timeout, resumed)) throw detail::FiberUnwind{};
+        if (!resumed) suspend_timed_out(step_key);
+        return std::move(*resumed);
+    }
 
     /// Parks the run for `duration` (a durable timer; survives restarts).
-    void sleep(Duration duration);
+    [[gnu::always_inline]] void sleep(Duration duration) {
+        if (!sleep_woken(duration)) throw detail::FiberUnwind{};
+    }
 
     /// The engine clock's time, journaled: replay returns the recorded time.
     TimePoint now();
@@ -164,11 +175,19 @@ private:
 
     json run_step(std::string_view name, const StepOptions& options,
                   detail::function_ref<json(StepContext&)> body);
-    std::optional<json> wait(WaitKind kind, std::string_view name, const json& data,
-                             std::optional<Duration> timeout);
+    /// Sets `payload` to the wake's payload, or to nothing on a timeout.
+    /// Returns false when the run is being unwound (evicted): the caller
+    /// throws FiberUnwind itself, so that the unwinder starts in the
+    /// workflow's own frame and crosses one frame fewer.
+    bool wait(WaitKind kind, std::string_view name, const json& data, std::optional<Duration> timeout,
+              std::optional<json>& payload);
     /// Raises NondeterminismError: a wait without a timeout found a timeout in
     /// the journal (the code dropped the timeout of a wait in flight).
     [[noreturn]] void timed_out_without_timeout(std::string_view name) const;
+    /// Raises TimeoutError: the timeout of suspend(step_key) passed.
+    [[noreturn]] static void suspend_timed_out(std::string_view step_key);
+    /// False when the run is being unwound (as wait()).
+    bool sleep_woken(Duration duration);
 
     detail::RunInstance& instance_;
 };

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <abide/codec.hpp>
+#include <abide/detail/fiber_unwind.hpp>
 
 #include <functional>
 #include <map>
@@ -12,14 +13,6 @@ namespace abide {
 class Context;
 
 namespace detail {
-
-/// Thrown inside a run's fiber to unwind it (eviction, a fatal replay error).
-/// Not a std::exception, so `catch (const std::exception&)` lets it pass.
-/// WorkflowDef::body catches it in the frame that called the workflow and
-/// returns a discarded json value instead (an unwind costs more than half a
-/// microsecond for each frame it walks); the run then handles it as if it
-/// had reached its own handler.
-struct FiberUnwind {};
 
 /// Throws PayloadError when a JSON value does not decode into the declared type.
 using payload_validator = std::function<void(const json&)>;
