@@ -8,6 +8,12 @@
 //   * runs/s from decision to completed: signal_batch of the window, then
 //     poll; and with the decisions sent by 8 threads calling signal() while
 //     one thread polls (concurrent callers share commits);
+//   * both phases again with the window shared by --hosts=2 host threads, as
+//     a service's workers would drive it (drive_window): each starts or
+//     decides a batch of window/hosts runs when there is room, then polls.
+//     While one thread's commit waits for its sync, the other runs its
+//     workflows, which a single thread cannot do; the commits are smaller;
+//     the baseline replays them as they were;
 //   * latency p50/p99 of single runs (1 in flight), start->waiting and
 //     decision->completed;
 //   * commits per run (write_tap commits / runs).
@@ -30,6 +36,7 @@ struct Sizes {
     std::size_t window;   // in flight
     std::size_t single;   // runs in the 1-in-flight phases
     std::size_t threads;  // signalling threads
+    std::size_t hosts;    // host threads sharing the window
 };
 
 void expect(bool ok, const std::string& what) {
@@ -116,6 +123,47 @@ void measure(const Args& args, const Scratch& scratch, const Sizes& z, Report& r
         add_rate(report, "decision_to_completed_w" + w, "decision->completed, signal_batch, " + w + " in flight",
                  z.runs, r.seconds, mirror.replay(r.recording), r.recording);
     }
+    // ---- the same two phases, `hosts` threads sharing the window of `window` in flight ----
+    if (z.hosts > 1) {
+        const std::size_t chunk = std::max<std::size_t>(1, z.window / z.hosts);
+        std::vector<std::size_t> sizes;
+        std::vector<std::vector<abide::StartRequest>> starts;  // built before the clock starts
+        std::vector<std::vector<abide::SignalRequest>> decisions;
+        for (std::size_t begin = 0; begin < z.runs; begin += chunk) {
+            const std::size_t end = std::min(z.runs, begin + chunk);
+            sizes.push_back(end - begin);
+            starts.emplace_back();
+            decisions.emplace_back();
+            for (std::size_t i = begin; i < end; ++i) {
+                starts.back().push_back(refund_start(i, refund_run_id("h-", i)));
+                decisions.back().push_back(abide::SignalRequest{refund_run_id("h-", i), refund_signal,
+                                                                decision_json(i), fmt::format("d-{}", i)});
+            }
+        }
+        const std::string h = std::to_string(z.hosts);
+        const std::string label = w + " in flight, " + h + " host threads with batches of " + std::to_string(chunk);
+        mirror.seed(db);
+        TwinResult started = run_twin(recorded, timed, [&](abide::Engine& engine, bool) {
+            return drive_window(
+                engine, z.runs, z.window, z.hosts, sizes,
+                [&](std::size_t c) { (void)engine.start_batch(starts[c]); },
+                [](const abide::PollResult& r) { return r.waiting; });
+        });
+        add_rate(report, "start_to_waiting_w" + w + "_hosts" + h, "start->waiting, " + label, z.runs, started.seconds,
+                 mirror.replay(started.recording), started.recording);
+        mirror.seed(db);
+        TwinResult decided = run_twin(recorded, timed, [&](abide::Engine& engine, bool) {
+            return drive_window(
+                engine, z.runs, z.window, z.hosts, sizes,
+                [&](std::size_t c) {
+                    for (const auto& s : engine.signal_batch(decisions[c]))
+                        expect(s.outcome == abide::SignalOutcome::delivered, "signal_batch: " + s.message);
+                },
+                [](const abide::PollResult& r) { return r.completed; });
+        });
+        add_rate(report, "decision_to_completed_w" + w + "_hosts" + h, "decision->completed, " + label, z.runs,
+                 decided.seconds, mirror.replay(decided.recording), decided.recording);
+    }
     // ---- 1 in flight, with per-run latency: start -> waiting, then decision -> completed ----
     {
         std::vector<std::string> tickets, ids, payloads, signal_ids;  // built before the clock starts
@@ -170,18 +218,20 @@ void measure(const Args& args, const Scratch& scratch, const Sizes& z, Report& r
 
 int body(int argc, char** argv) {
     Args args = Args::parse(argc, argv, "the refund workload: runs per second, latency, commits per run",
-                            {"runs", "window", "single", "threads"});
+                            {"runs", "window", "single", "threads", "hosts"});
     Sizes z;
     z.runs = static_cast<std::size_t>(args.number("runs", 10000, 1000));
     z.window = static_cast<std::size_t>(args.number("window", 256, 256));
     z.single = static_cast<std::size_t>(args.number("single", 300, 20));
     z.threads = static_cast<std::size_t>(args.number("threads", 8, 8));
+    z.hosts = static_cast<std::size_t>(args.number("hosts", 2, 2));
     Report report("refund", "the refund workload (start, 3 steps, wait for a decision; decision, refund step, done)",
                   args);
     report.param("runs", z.runs);
     report.param("window", z.window);
     report.param("single_runs", z.single);
     report.param("signal_threads", z.threads);
+    report.param("host_threads", z.hosts);
     Scratch scratch(args);
     for (int rep = 0; rep < args.reps; ++rep) measure(args, scratch, z, report);
     report.note("runs/s rows count whole runs through the phase; latency rows time one run at a time "

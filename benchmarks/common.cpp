@@ -670,6 +670,56 @@ Concurrent decide_concurrently(abide::Engine& engine, const std::string& prefix,
     return out;
 }
 
+double drive_window(abide::Engine& engine, std::size_t runs, std::size_t window, std::size_t threads,
+                    const std::vector<std::size_t>& chunk_sizes, const std::function<void(std::size_t)>& submit,
+                    const std::function<std::size_t(const abide::PollResult&)>& finished) {
+    std::mutex admit;            // guards next_chunk and in_flight together
+    std::size_t next_chunk = 0;  // the next chunk to hand out
+    std::size_t in_flight = 0;   // submitted, not yet through the phase
+    std::atomic<std::size_t> through{0};
+    std::atomic<bool> go{false};
+    std::vector<std::thread> workers;
+    std::exception_ptr failure;
+    std::mutex failure_mutex;
+    auto worker = [&] {
+        while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+        try {
+            while (through.load() < runs) {
+                std::optional<std::size_t> chunk;
+                {
+                    std::lock_guard lock(admit);
+                    if (next_chunk < chunk_sizes.size() && in_flight + chunk_sizes[next_chunk] <= window) {
+                        chunk = next_chunk++;
+                        in_flight += chunk_sizes[*chunk];
+                    }
+                }
+                if (chunk) submit(*chunk);
+                const abide::PollResult r = engine.poll();
+                const std::size_t n = finished(r);
+                if (n > 0) {
+                    std::lock_guard lock(admit);
+                    in_flight -= n;
+                }
+                through.fetch_add(n);
+                if (!chunk && r.runs_advanced == 0) std::this_thread::yield();
+            }
+        } catch (...) {
+            std::lock_guard lock(failure_mutex);
+            if (!failure) failure = std::current_exception();
+            through.store(runs);  // stops the other threads
+        }
+    };
+    for (std::size_t t = 0; t < threads; ++t) workers.emplace_back(worker);
+    Stopwatch sw;
+    go.store(true, std::memory_order_release);
+    for (auto& t : workers) t.join();
+    const double seconds = sw.wall();
+    if (failure) std::rethrow_exception(failure);
+    if (through.load() != runs)
+        throw std::runtime_error(fmt::format("{} of {} runs went through the phase", through.load(), runs));
+    return seconds;
+}
+
 // ---- the report -----------------------------------------------------------------------
 
 namespace {

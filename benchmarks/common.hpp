@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <initializer_list>
 #include <map>
 #include <mutex>
@@ -299,6 +300,18 @@ struct Concurrent {
 /// (an idle poll sleeps 50 us). Run it under run_twin to record its writes.
 Concurrent decide_concurrently(abide::Engine& engine, const std::string& prefix, std::size_t n,
                                std::size_t signalers, std::size_t pollers);
+
+/// `threads` host threads drive one phase of `runs` runs with at most
+/// `window` in flight, the way a service's worker threads would: a thread
+/// takes the next of the prepared chunks when the window has room for it and
+/// hands its index to `submit` (start_batch or signal_batch of that chunk),
+/// then polls; `finished(poll result)` says how many runs that poll took
+/// through the phase (waiting, or completed), which frees their room. Every
+/// thread polls until all `runs` are through. Returns the seconds from
+/// releasing the threads until then.
+double drive_window(abide::Engine& engine, std::size_t runs, std::size_t window, std::size_t threads,
+                    const std::vector<std::size_t>& chunk_sizes, const std::function<void(std::size_t)>& submit,
+                    const std::function<std::size_t(const abide::PollResult&)>& finished);
 
 // ---- the report -----------------------------------------------------------------------
 
