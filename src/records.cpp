@@ -196,26 +196,69 @@ std::optional<json> plain_integer(std::string_view text) {
     return json(v);
 }
 
+bool plain_char(char c) { return c >= 0x20 && c <= 0x7e && c != '"' && c != '\\'; }
+
 /// The string `text` is, if it is a quoted run of printable ASCII with no
 /// escapes (nothing json::parse would decode or refuse).
 std::optional<json> plain_string(std::string_view text) {
     if (text.size() < 2 || text.front() != '"' || text.back() != '"') return std::nullopt;
     const std::string_view inner = text.substr(1, text.size() - 2);
     for (char c : inner)
-        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') return std::nullopt;
+        if (!plain_char(c)) return std::nullopt;
     return json(std::string(inner));
+}
+
+/// The scalar `text` is, if it is one of the plain forms above or a literal.
+std::optional<json> plain_scalar(std::string_view text) {
+    if (text == "true") return true;
+    if (text == "false") return false;
+    if (text == "null") return nullptr;
+    if (!text.empty() && (text[0] == '-' || is_digit(text[0]))) return plain_integer(text);
+    if (!text.empty() && text[0] == '"') return plain_string(text);
+    return std::nullopt;
+}
+
+/// The object `text` is, if it is written the way dump() writes a flat
+/// object: {"key":scalar,...} with no whitespace, keys of printable ASCII
+/// without escapes, each key once, and values plain_scalar reads. Anything
+/// else (nesting, whitespace, escapes, floats, a repeated key, an error) is
+/// left to json::parse.
+std::optional<json> plain_object(std::string_view text) {
+    if (text.size() < 2 || text.front() != '{' || text.back() != '}') return std::nullopt;
+    json object = json::object();
+    if (text.size() == 2) return object;
+    std::size_t at = 1;  // the next member's opening quote
+    for (;;) {
+        if (text[at] != '"') return std::nullopt;
+        const std::size_t key_end = text.find('"', at + 1);
+        if (key_end == std::string_view::npos || key_end + 1 >= text.size() || text[key_end + 1] != ':')
+            return std::nullopt;
+        const std::string_view key = text.substr(at + 1, key_end - at - 1);
+        for (char c : key)
+            if (!plain_char(c)) return std::nullopt;
+        const std::size_t value_at = key_end + 2;
+        // A plain string value ends at its next quote; any other at the next ',' or '}'.
+        std::size_t value_end = value_at < text.size() && text[value_at] == '"' ? text.find('"', value_at + 1) + 1
+                                                                               : text.find_first_of(",}", value_at);
+        if (value_end == 0 || value_end == std::string_view::npos || value_end >= text.size()) return std::nullopt;
+        auto value = plain_scalar(text.substr(value_at, value_end - value_at));
+        if (!value) return std::nullopt;
+        if (!object.emplace(std::string(key), std::move(*value)).second) return std::nullopt;
+        if (text[value_end] == '}') return value_end + 1 == text.size() ? std::optional<json>(std::move(object))
+                                                                         : std::nullopt;
+        if (text[value_end] != ',') return std::nullopt;
+        at = value_end + 1;
+    }
 }
 
 }  // namespace
 
 json parse_stored_json(std::string_view text) {
-    if (text == "true") return true;
-    if (text == "false") return false;
-    if (text == "null") return nullptr;
-    if (!text.empty() && (text[0] == '-' || is_digit(text[0])))
-        if (auto n = plain_integer(text)) return std::move(*n);
-    if (!text.empty() && text[0] == '"')
-        if (auto s = plain_string(text)) return std::move(*s);
+    if (!text.empty() && text[0] == '{') {
+        if (auto o = plain_object(text)) return std::move(*o);
+    } else if (auto v = plain_scalar(text)) {
+        return std::move(*v);
+    }
     return json::parse(text);
 }
 

@@ -110,9 +110,10 @@ RunRecord decode_run_record(std::string_view bytes, std::uint64_t run);
 
 /// The value of stored JSON text (a step's result, a run's input, a
 /// payload): exactly what json::parse returns, and throws, for it. Replay
-/// parses every recorded result again, and most are scalars, so integers,
-/// strings of printable ASCII without escapes, true, false and null are read
-/// without the general parser.
+/// parses every recorded result and payload again, and most are scalars or
+/// flat objects as dump() writes them (a decision), so integers, strings of
+/// printable ASCII without escapes, true, false, null, and objects of those
+/// with plain keys are read without the general parser.
 json parse_stored_json(std::string_view text);
 
 /// A signal or resume kept until a wait consumes it.

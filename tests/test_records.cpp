@@ -11,6 +11,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
 using namespace abide;
 using namespace abide::detail;
 
@@ -325,6 +330,14 @@ TEST_CASE("stored JSON text parses to exactly what json::parse makes of it", "[r
         "\"del\x7f\"", "1e400", "-1e400",
         "true", "false", "null", "True", "nul", "truex",
         R"({"status":"approved","amount":12})", "[1,2]", "", "  ",
+        // flat objects: read by the fast path, or left to json::parse
+        "{}", "{ }", R"({"a":1})", R"({"a":1,"a":2})", R"({"b":2,"a":1})", R"({"":null})",
+        R"({"status":"approved","reviewer_id":"u_117","reason":"receipt checked","approved_amount":4967})",
+        R"({"a":true,"b":false,"c":null,"d":-5,"e":"x}"})", R"({"a":"x,y"})", R"({"a":{"b":1}})", R"({"a":[1]})",
+        R"({"a":1.5})", R"({"a":-0})", R"({"a":01})", R"({"a":1,})", R"({"a" :1})", R"({"a": 1})", R"({"a":1 })",
+        R"( {"a":1})", R"({"a":1}x)", R"({"a":1}})", R"({"a":1)", R"({"a"})", R"({:1})", R"({"a":})", R"({"a")",
+        R"({"a\"b":1})", R"({"a":"\u00e9"})", R"({"a":"x)", R"({"a":"x"y})", R"({a:1})", "{\"k\x01\":1}", "{",
+        R"({"a":1,"b")", R"({"a":1,"b":2})", R"({"a":truex})", R"({"a":nul})",
     };
     // The error json::parse throws for `text` (id and message), if any.
     auto error_of = [](const auto& parse, const std::string& text) -> std::optional<std::string> {
@@ -346,4 +359,39 @@ TEST_CASE("stored JSON text parses to exactly what json::parse makes of it", "[r
         CHECK(got.type() == expected.type());
         CHECK(got.dump() == expected.dump());
     }
+}
+
+TEST_CASE("stored JSON text made of random tokens parses to exactly what json::parse makes of it",
+          "[records][payload]") {
+    // Texts near the fast paths' edges: flat objects and scalars, with a
+    // stray space, comma, bracket, escape or float among them.
+    const std::vector<std::string> tokens = {
+        "{", "}", "{", "}", "\"a\"", "\"b\"", "\"\"", ":", ":", ",", ",", "1", "-2", "0", "01", "1.5", "-",
+        "\"x\"", "\"x,}\"", "\"", "\\", "\\\"", "true", "false", "null", " ", "[", "]", "e3", "\x01", "\xc3\xa9",
+    };
+    std::mt19937_64 random(20261124);
+    std::size_t failures = 0;
+    for (int i = 0; i < 20000; ++i) {
+        std::string text;
+        const std::size_t length = 1 + random() % 12;
+        for (std::size_t t = 0; t < length; ++t) text += tokens[random() % tokens.size()];
+        if (random() % 2 == 0) text = "{\"a\":" + text + "}";
+        std::optional<json> expected, got;
+        std::string expected_error, got_error;
+        try {
+            expected = json::parse(text);
+        } catch (const json::exception& e) {
+            expected_error = std::to_string(e.id) + ": " + e.what();
+        }
+        try {
+            got = parse_stored_json(text);
+        } catch (const json::exception& e) {
+            got_error = std::to_string(e.id) + ": " + e.what();
+        }
+        const bool same = got_error == expected_error &&
+                          (!expected || (*got == *expected && got->type() == expected->type() &&
+                                         got->dump() == expected->dump()));
+        if (!same && ++failures <= 5) FAIL_CHECK("text: " << text);
+    }
+    CHECK(failures == 0);
 }
