@@ -8,7 +8,12 @@
 //   cd build/release/benchmarks
 //   valgrind --tool=callgrind --toggle-collect='*start_phase*' ./profile_refund --phase=start --runs=10000 --unsynced
 //   valgrind --tool=callgrind --toggle-collect='*decide_phase*' ./profile_refund --phase=decide --runs=10000 --unsynced
+//   valgrind --tool=callgrind --toggle-collect='*timeout_phase*' ./profile_refund --phase=timeout --runs=10000 --unsynced
 //   callgrind_annotate --inclusive=yes callgrind.out.<pid>
+//
+// The timeout phase lets every waiting run's 7-day timeout pass (an injected
+// clock moves 8 days) and polls until they have all timed out and completed:
+// the timer path of bench_timers, on the refund workflow.
 //
 // The totals divided by --runs are instructions per run; the inclusive cost
 // of abide::detail::RunInstance::unwind() divided by its calls is the cost of
@@ -20,6 +25,8 @@
 
 #include <fmt/format.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <stdexcept>
 
@@ -42,24 +49,46 @@ constexpr std::size_t window = 256;
     }
 }
 
+/// Polls until the `n` runs whose timeouts are due have all completed.
+[[gnu::noinline]] void timeout_phase(abide::Engine& engine, std::size_t n) {
+    std::size_t completed = 0, fired = 0;
+    for (;;) {
+        const auto polled = engine.poll();
+        completed += polled.completed;
+        fired += polled.timers_fired;
+        if (polled.runs_advanced == 0 && polled.timers_fired == 0) break;
+    }
+    if (completed != n || fired != n)
+        throw std::runtime_error(fmt::format("{} timeouts fired and {} runs completed, of {}", fired, completed, n));
+}
+
 int body(int argc, char** argv) {
     Args args = Args::parse(argc, argv, "the refund workload's batched phases alone, for a profiler",
                             {"phase", "runs", "cache-size"});
     const auto runs = static_cast<std::size_t>(args.number("runs", 10000, 500));
     const auto phase = args.extra.count("phase") ? args.extra.at("phase") : std::string("start");
-    if (phase != "start" && phase != "decide")
-        throw std::runtime_error("--phase is start or decide, not '" + phase + "'");
+    if (phase != "start" && phase != "decide" && phase != "timeout")
+        throw std::runtime_error("--phase is start, decide or timeout, not '" + phase + "'");
     Recorder::instance().uninstall();  // no baseline here: nothing to record, and the tap costs a call per write
     Scratch scratch(args);
     abide::EngineOptions options = engine_options(scratch.file("profile.db"), args.durability);
     const long long cache_size = args.number("cache-size", 1024, 1024);
     if (cache_size < 0) throw std::runtime_error("--cache-size is a number of runs, 0 or more");
     options.cache_size = static_cast<std::size_t>(cache_size);
+    // The engine's clock, moved by the timeout phase.
+    std::atomic<std::int64_t> now_us{
+        std::chrono::duration_cast<std::chrono::microseconds>(abide::Clock::now().time_since_epoch()).count()};
+    options.clock = [&now_us] { return abide::TimePoint(std::chrono::microseconds(now_us.load())); };
     abide::Engine engine(options);
     define_refund(engine);
     Stopwatch sw;
     if (phase == "start") {
         start_phase(engine, runs);
+    } else if (phase == "timeout") {
+        start_waiting_runs(engine, "w-", 0, runs, window);  // setup, outside timeout_phase
+        now_us += std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::hours(8 * 24)).count();
+        sw.start();
+        timeout_phase(engine, runs);
     } else {
         start_waiting_runs(engine, "w-", 0, runs, window);  // setup, outside decide_phase
         std::vector<std::vector<abide::SignalRequest>> batches;
