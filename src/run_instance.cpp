@@ -57,7 +57,12 @@ ErrorInfo describe_current_exception() {
 
 RunInstance::RunInstance(EngineCore& core, const WorkflowDef& def, std::uint64_t run_number, const RunRecord& record)
     : core_(core), def_(def), run_number_(run_number), id_(record.id), incarnation_(record.incarnation),
-      input_(record.input), fiber_(core.stacks, [this] { fiber_main(); }) {}
+      input_(record.input), fiber_(core.stacks, [this] { fiber_main(); }) {
+    // A new run's entries arrive one commit at a time; room for a few saves
+    // the vector's first regrowths (and their moves of whole entries). A
+    // replayed run's journal arrives whole (append_committed).
+    if (record.journal_len == 0) journal_.reserve(8);
+}
 
 RunInstance::~RunInstance() { unwind(); }
 
@@ -139,7 +144,7 @@ void RunInstance::fiber_main() {
                                                 id_, def_.name, cursor_, describe_call(e.kind, e.wait_kind, e.name),
                                                 journal_.size())});
         }
-        std::string text = output.dump();
+        std::string text = dump_stored_json(output);
         if (text.size() > core_.options.max_payload_bytes)
             return finish(RunStatus::failed, {},
                           ErrorInfo{"abide.payload.too_large", "abide::PayloadError",
@@ -262,7 +267,7 @@ json RunInstance::run_step(std::string_view name, const StepOptions& options,
             ABIDE_CRASH_POINT("step.body.before");
             value = body(sc);
             ABIDE_CRASH_POINT("step.body.after");  // crash: the effect happened, its result is not journaled
-            entry.value = value.dump();
+            entry.value = dump_stored_json(value);
             if (entry.value.size() > core_.options.max_payload_bytes)
                 failure = ErrorInfo{"abide.payload.too_large", "abide::PayloadError",
                                     fmt::format("the result is {} bytes, over max_payload_bytes ({})",
@@ -324,7 +329,7 @@ const JournalEntry* RunInstance::wake_of_wait(WaitKind kind, std::string_view na
     entry.kind = EntryKind::wait;
     entry.wait_kind = kind;
     entry.name = std::string(name);
-    entry.value = data.dump();
+    entry.value = dump_stored_json(data);
     entry.started_us = entry.finished_us = to_micros(core_.now());  // the instant it parked
     entry.deadline_us = deadline_after(timeout);
     return park(std::move(entry));
