@@ -351,7 +351,7 @@ EngineCore::PreparedStart EngineCore::prepare_start(const StartRequest& request)
     def->validate_input(request.input);
     PreparedStart p;
     p.request = &request;
-    p.text = request.input.dump();
+    p.text = dump_stored_json(request.input);
     if (p.text.size() > options.max_payload_bytes)
         throw PayloadError("abide.payload.too_large",
                            fmt::format("the input of workflow '{}' is {} bytes, over max_payload_bytes ({})",
@@ -413,7 +413,7 @@ std::optional<SignalResult> EngineCore::prepare_signal(Txn& read, const SignalRe
         return refuse(SignalOutcome::undeclared, "only signals and resumes can be delivered; nothing was written");
     if (req.name.empty() || req.name.find('\0') != std::string::npos)
         return refuse(SignalOutcome::undeclared, "the name is empty or contains NUL; nothing was written");
-    p.text = req.payload.dump();
+    p.text = dump_stored_json(req.payload);
     if (p.text.size() > options.max_payload_bytes)
         return refuse(SignalOutcome::invalid_payload,
                       fmt::format("the payload is {} bytes, over max_payload_bytes ({}); nothing was written",

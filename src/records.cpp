@@ -6,6 +6,7 @@
 
 #include <abide/errors.hpp>
 
+#include <charconv>
 #include <memory>
 #include <tuple>
 #include <unordered_map>
@@ -251,6 +252,39 @@ std::optional<json> plain_object(std::string_view text) {
     }
 }
 
+bool plain_text(std::string_view text) {
+    for (char c : text)
+        if (!plain_char(c)) return false;
+    return true;
+}
+
+/// Appends dump() of `value` if it is a plain scalar (as plain_scalar reads
+/// them); false, appending nothing, otherwise.
+bool append_plain_scalar(std::string& out, const json& value) {
+    switch (value.type()) {
+        case json::value_t::null: out += "null"; return true;
+        case json::value_t::boolean: out += value.get<bool>() ? "true" : "false"; return true;
+        case json::value_t::number_integer:
+        case json::value_t::number_unsigned: {
+            char digits[24];
+            const auto end = value.is_number_unsigned()
+                                 ? std::to_chars(digits, digits + sizeof digits, value.get<std::uint64_t>()).ptr
+                                 : std::to_chars(digits, digits + sizeof digits, value.get<std::int64_t>()).ptr;
+            out.append(digits, end);
+            return true;
+        }
+        case json::value_t::string: {
+            const auto& s = value.get_ref<const std::string&>();
+            if (!plain_text(s)) return false;
+            out += '"';
+            out += s;
+            out += '"';
+            return true;
+        }
+        default: return false;
+    }
+}
+
 }  // namespace
 
 json parse_stored_json(std::string_view text) {
@@ -260,6 +294,24 @@ json parse_stored_json(std::string_view text) {
         return std::move(*v);
     }
     return json::parse(text);
+}
+
+std::string dump_stored_json(const json& value) {
+    std::string out;
+    if (value.is_object()) {
+        out += '{';
+        for (const auto& [key, member] : value.get_ref<const json::object_t&>()) {
+            if (!plain_text(key)) return value.dump();
+            if (out.size() > 1) out += ',';
+            out += '"';
+            out += key;
+            out += "\":";
+            if (!append_plain_scalar(out, member)) return value.dump();
+        }
+        out += '}';
+        return out;
+    }
+    return append_plain_scalar(out, value) ? out : value.dump();
 }
 
 std::string encode(const RunRecord& run, std::uint64_t number) {
@@ -389,7 +441,7 @@ std::string encode_event(const Event& ev, const EventRun& run, std::uint64_t seq
     else if (!data_json.empty())
         w.str(data_json);
     else
-        w.str(ev.data.is_null() ? std::string() : ev.data.dump());
+        w.str(ev.data.is_null() ? std::string() : dump_stored_json(ev.data));
     w.svarint(ev.deadline && !from ? to_micros(*ev.deadline) : 0);
     return std::move(w).finish(event_key(seq));
 }
@@ -516,7 +568,7 @@ std::optional<std::uint64_t> signal_id_owner(std::string_view bytes) {
 
 std::string wait_data(const JournalEntry& park) {
     if (park.kind == EntryKind::step_retry)
-        return json{{"attempt", park.attempt}, {"error", park.error_message}}.dump();
+        return dump_stored_json(json{{"attempt", park.attempt}, {"error", park.error_message}});
     return park.value;
 }
 

@@ -115,6 +115,10 @@ RunRecord decode_run_record(std::string_view bytes, std::uint64_t run);
 /// printable ASCII without escapes, true, false, null, and objects of those
 /// with plain keys are read without the general parser.
 json parse_stored_json(std::string_view text);
+/// The JSON text abide stores for `value`: exactly value.dump(), and throws
+/// what it throws. The forms parse_stored_json reads itself are written
+/// without nlohmann's serializer; anything else goes to dump().
+std::string dump_stored_json(const json& value);
 
 /// A signal or resume kept until a wait consumes it.
 struct InboxEntry {
