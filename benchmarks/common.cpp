@@ -695,6 +695,12 @@ double drive_window(abide::Engine& engine, std::size_t runs, std::size_t window,
                 }
                 if (chunk) submit(*chunk);
                 const abide::PollResult r = engine.poll();
+                // A run that fails or is put aside never goes through: stop, or the threads would poll forever.
+                if (r.failed + r.cancelled + r.quarantined > 0 || !r.problems.empty())
+                    throw std::runtime_error(fmt::format("a poll failed {}, cancelled {} and quarantined {} runs{}{}",
+                                                         r.failed, r.cancelled, r.quarantined,
+                                                         r.problems.empty() ? "" : ": ",
+                                                         r.problems.empty() ? "" : r.problems.front()));
                 const std::size_t n = finished(r);
                 if (n > 0) {
                     std::lock_guard lock(admit);

@@ -308,7 +308,8 @@ Concurrent decide_concurrently(abide::Engine& engine, const std::string& prefix,
 /// then polls; `finished(poll result)` says how many runs that poll took
 /// through the phase (waiting, or completed), which frees their room. Every
 /// thread polls until all `runs` are through. Returns the seconds from
-/// releasing the threads until then.
+/// releasing the threads until then; throws if a poll fails, cancels or
+/// quarantines a run or reports a problem.
 double drive_window(abide::Engine& engine, std::size_t runs, std::size_t window, std::size_t threads,
                     const std::vector<std::size_t>& chunk_sizes, const std::function<void(std::size_t)>& submit,
                     const std::function<std::size_t(const abide::PollResult&)>& finished);
