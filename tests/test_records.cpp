@@ -362,6 +362,22 @@ TEST_CASE("stored JSON text parses to exactly what json::parse makes of it", "[r
     }
 }
 
+namespace {
+
+/// Sets `out` to what `make` returns, and returns ""; or returns the
+/// json::exception it threw as "id: message", leaving `out` as it was.
+template <class Make, class Out>
+std::string json_error(const Make& make, Out& out) {
+    try {
+        out = make();
+    } catch (const json::exception& e) {
+        return std::to_string(e.id) + ": " + e.what();
+    }
+    return {};
+}
+
+}  // namespace
+
 TEST_CASE("stored JSON text is exactly what dump() writes, for random values", "[records][payload]") {
     // dump_stored_json writes plain scalars and flat objects itself; for
     // every value it must give dump()'s bytes, or throw what dump() throws
@@ -399,17 +415,9 @@ TEST_CASE("stored JSON text is exactly what dump() writes, for random values", "
     std::size_t failures = 0, plain = 0;
     for (int i = 0; i < 20000; ++i) {
         const json v = value(random() % 2 == 0 ? 1 : 0);
-        std::string expected, got, expected_error, got_error;
-        try {
-            expected = v.dump();
-        } catch (const json::exception& e) {
-            expected_error = std::to_string(e.id) + ": " + e.what();
-        }
-        try {
-            got = dump_stored_json(v);
-        } catch (const json::exception& e) {
-            got_error = std::to_string(e.id) + ": " + e.what();
-        }
+        std::string expected, got;
+        const std::string expected_error = json_error([&] { return v.dump(); }, expected);
+        const std::string got_error = json_error([&] { return dump_stored_json(v); }, got);
         if ((got != expected || got_error != expected_error) && ++failures <= 5)
             FAIL_CHECK("value: " << expected << " gave: " << got << " " << got_error);
         if (expected_error.empty() && (v.is_object() || v.is_string()) && expected.find('\\') == std::string::npos)
@@ -435,17 +443,8 @@ TEST_CASE("stored JSON text made of random tokens parses to exactly what json::p
         for (std::size_t t = 0; t < length; ++t) text += tokens[random() % tokens.size()];
         if (random() % 2 == 0) text = "{\"a\":" + text + "}";
         std::optional<json> expected, got;
-        std::string expected_error, got_error;
-        try {
-            expected = json::parse(text);
-        } catch (const json::exception& e) {
-            expected_error = std::to_string(e.id) + ": " + e.what();
-        }
-        try {
-            got = parse_stored_json(text);
-        } catch (const json::exception& e) {
-            got_error = std::to_string(e.id) + ": " + e.what();
-        }
+        const std::string expected_error = json_error([&] { return json::parse(text); }, expected);
+        const std::string got_error = json_error([&] { return parse_stored_json(text); }, got);
         const bool same = got_error == expected_error &&
                           (!expected || (*got == *expected && got->type() == expected->type() &&
                                          got->dump() == expected->dump()));
