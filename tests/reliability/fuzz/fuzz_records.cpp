@@ -3,7 +3,8 @@
 // may have changed.
 //
 // Input: byte 0 chooses the decoder (low three bits: 0 journal entry, 1 run
-// record, 2 buffered signal, 3 event, 4 signal id; 5 to 7 none) and, with bit
+// record, 2 buffered signal, 3 event, 4 signal id, 5 stored JSON text; 6 and 7
+// none) and, with bit
 // 3 set, asks for a valid checksum: the rest of the input is then the record
 // without its CRC-32C, which the target appends (computed over the codec's key
 // and the record, as ByteWriter::finish does). Without that mode almost every
@@ -14,11 +15,15 @@
 //  * the decoder returns or throws abide::FormatError: never another
 //    exception, never a crash or undefined behaviour (ASan+UBSan);
 //  * what decoded survives encode -> decode, and encoding that again gives
-//    the same bytes (the stored form is stable after one round trip).
+//    the same bytes (the stored form is stable after one round trip);
+//  * stored JSON text: parse_stored_json gives exactly json::parse's value
+//    (type and dump() included) or throws its exception (id and message),
+//    and dump_stored_json of that value gives exactly dump()'s bytes.
 #include "fuzz_support.hpp"
 
 #include "record_keys.hpp"
 #include "records.hpp"
+#include "stored_json_oracle.hpp"
 
 #include <abide/errors.hpp>
 
@@ -124,6 +129,11 @@ void check(std::string_view input, bool append_checksum) {
     });
 }
 
+void check_stored_json(std::string_view text) {
+    const auto difference = stored_json_oracle::parse_difference(text);
+    fuzz::require(!difference, [&] { return *difference + ": " + fuzz::excerpt(text); });
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -137,6 +147,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         case inbox_entry: check<InboxCodec>(rest, append_checksum); break;
         case event: check<EventCodec>(rest, append_checksum); break;
         case signal_id_mark: check<SignalIdCodec>(rest, append_checksum); break;
+        case stored_json: check_stored_json(rest); break;
         default: break;
     }
     return 0;

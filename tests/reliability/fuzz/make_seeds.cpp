@@ -40,7 +40,25 @@ void write_record(const fs::path& dir, const std::string& name, Decoder kind, co
 
 constexpr std::int64_t t0 = 1'700'000'000'000'000;  // microseconds: 2023-11-14
 
+/// Stored JSON text, as replay reads it: the plain forms and a few that are not.
+void write_stored_json(const fs::path& dir) {
+    const std::pair<const char*, const char*> texts[] = {
+        {"decision", R"({"status":"approved","reviewer_id":"u_123","reason":"ok","approved_amount":4900})"},
+        {"metadata", R"({"amount":4900,"risk":5,"ticket_id":"T-1001","tier":"gold"})"},
+        {"empty-object", "{}"},
+        {"string", R"("refunded rf_7")"},
+        {"integer", "-4900"},
+        {"literal", "true"},
+        {"nested", R"({"a":{"b":[1,2.5,null]},"c":"é"})"},
+        {"spaced", R"({ "a" : 1 })"},
+    };
+    for (const auto& [name, text] : texts)
+        write_file(dir / (std::string("json-") + name), std::string(1, static_cast<char>(stored_json)) + text);
+}
+
 void write_records(const fs::path& dir) {
+    write_stored_json(dir);
+
     JournalEntry step;
     step.kind = EntryKind::step_ok;
     step.name = "load_ticket";

@@ -12,8 +12,16 @@
 namespace abide::fuzz_records {
 
 /// Byte 0 of an input: bits 0-2 choose the decoder, bit 3 asks the target to
-/// append a valid checksum to the rest.
-enum Decoder : char { journal_entry = 0, run_record = 1, inbox_entry = 2, event = 3, signal_id_mark = 4 };
+/// append a valid checksum to the rest. stored_json: the rest is JSON text
+/// for parse_stored_json and dump_stored_json (no checksum).
+enum Decoder : char {
+    journal_entry = 0,
+    run_record = 1,
+    inbox_entry = 2,
+    event = 3,
+    signal_id_mark = 4,
+    stored_json = 5
+};
 inline constexpr char checksum_appended = 8;
 
 inline constexpr std::uint64_t run_number = 7;
