@@ -197,15 +197,20 @@ std::optional<json> plain_integer(std::string_view text) {
     return json(v);
 }
 
-bool plain_char(char c) { return c >= 0x20 && c <= 0x7e && c != '"' && c != '\\'; }
+/// True if `text` is printable ASCII without quotes or backslashes: a string
+/// or key that JSON text holds as it is, with nothing to escape or decode.
+bool plain_text(std::string_view text) {
+    for (char c : text)
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') return false;
+    return true;
+}
 
-/// The string `text` is, if it is a quoted run of printable ASCII with no
-/// escapes (nothing json::parse would decode or refuse).
+/// The string `text` is, if it is a quoted plain_text (nothing json::parse
+/// would decode or refuse).
 std::optional<json> plain_string(std::string_view text) {
     if (text.size() < 2 || text.front() != '"' || text.back() != '"') return std::nullopt;
     const std::string_view inner = text.substr(1, text.size() - 2);
-    for (char c : inner)
-        if (!plain_char(c)) return std::nullopt;
+    if (!plain_text(inner)) return std::nullopt;
     return json(std::string(inner));
 }
 
@@ -235,8 +240,7 @@ std::optional<json> plain_object(std::string_view text) {
         if (key_end == std::string_view::npos || key_end + 1 >= text.size() || text[key_end + 1] != ':')
             return std::nullopt;
         const std::string_view key = text.substr(at + 1, key_end - at - 1);
-        for (char c : key)
-            if (!plain_char(c)) return std::nullopt;
+        if (!plain_text(key)) return std::nullopt;
         const std::size_t value_at = key_end + 2;
         // A plain string value ends at its next quote; any other at the next ',' or '}'.
         std::size_t value_end = value_at < text.size() && text[value_at] == '"' ? text.find('"', value_at + 1) + 1
@@ -250,12 +254,6 @@ std::optional<json> plain_object(std::string_view text) {
         if (text[value_end] != ',') return std::nullopt;
         at = value_end + 1;
     }
-}
-
-bool plain_text(std::string_view text) {
-    for (char c : text)
-        if (!plain_char(c)) return false;
-    return true;
 }
 
 /// Appends dump() of `value` if it is a plain scalar (as plain_scalar reads
