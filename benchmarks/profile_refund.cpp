@@ -15,12 +15,19 @@
 // clock moves 8 days) and polls until they have all timed out and completed:
 // the timer path of bench_timers, on the refund workflow.
 //
-// The totals divided by --runs are instructions per run; the inclusive cost
-// of abide::detail::RunInstance::unwind() divided by its calls is the cost of
-// evicting one parked run. --cache-size=N sets EngineOptions::cache_size
-// (default 1,024, as in bench_refund): with N at least --runs nothing is
-// evicted, and the difference in the totals is what eviction costs. With
-// perf: `perf record -g` on the same command.
+// The totals divided by --runs are instructions per run, and
+//   callgrind_annotate --threshold=100 callgrind.out.<pid> |
+//       python3 ../../../benchmarks/callgrind_by_library.py --runs 10000
+// splits them by library (LMDB, the unwinder, malloc, JSON, abide...).
+// --cache-size=N sets EngineOptions::cache_size (default 1,024, as in
+// bench_refund). The start phase parks every run and evicts each one the
+// cache has no room for, --runs minus --cache-size of them: the inclusive
+// cost of abide::detail::RunInstance::unwind() divided by that number is the
+// cost of evicting one parked run. (Not by its call count, which callgrind
+// also counts outside the phase: the engine's destructor unwinds the runs
+// still cached.) With N at least --runs nothing is evicted, and the
+// difference in the totals is what eviction costs. With perf:
+// `perf record -g` on the same command.
 #include "common.hpp"
 
 #include <fmt/format.h>
