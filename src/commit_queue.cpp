@@ -21,7 +21,7 @@ std::uint64_t WriteContext::emit(EventRun run, Event event, std::string_view dat
     txn.put_new(Db::events, event_key(event.seq), encode_event(event, run, event.seq, data_json, from));
     const std::uint64_t seq = event.seq;
     if (keep_events_) {
-        if (!data_json.empty()) event.data = json::parse(data_json);
+        if (!data_json.empty()) event.data = parse_stored_json(data_json);
         events_.push_back(std::move(event));
     }
     return seq;

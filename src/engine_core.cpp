@@ -21,7 +21,7 @@ WaitKind park_kind_of(const JournalEntry& park) {
     }
 }
 
-json parse_or_null(std::string_view text) { return text.empty() ? json() : json::parse(text); }
+json parse_or_null(std::string_view text) { return text.empty() ? json() : parse_stored_json(text); }
 
 void check_name(std::string_view what, std::string_view name) {
     if (name.empty() || name.size() > 512 || name.find('\0') != std::string_view::npos)
@@ -180,7 +180,7 @@ std::optional<JournalEntry> EngineCore::take_buffered(WriteContext& w, std::uint
                 if (kind == WaitKind::signal && it == validators.end())
                     throw PayloadError("abide.signal.undeclared",
                                        fmt::format("workflow '{}' declares no signal '{}'", record.workflow, name));
-                if (it != validators.end()) it->second(json::parse(buffered.payload));
+                if (it != validators.end()) it->second(parse_stored_json(buffered.payload));
             } catch (const std::exception& e) {
                 Event rejected = event_for(EventType::signal_rejected, record, std::string(name));
                 rejected.data = json{{"error", e.what()}, {"signal_id", buffered.signal_id}};

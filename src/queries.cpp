@@ -56,7 +56,7 @@ json EngineCore::completed_output(std::string_view run) {
                          fmt::format("run '{}' is {}{}; it has no result. Check status() first", run,
                                      to_string(record->status), why));
     }
-    return record->output.empty() ? json() : json::parse(record->output);
+    return record->output.empty() ? json() : parse_stored_json(record->output);
 }
 
 std::vector<RunInfo> EngineCore::list_runs(const RunQuery& query) {
@@ -192,7 +192,7 @@ Trace EngineCore::trace(std::string_view run_id) {
         te.started = from_micros(e.started_us);
         te.finished = from_micros(e.finished_us);
         if (e.deadline_us != 0) te.deadline = from_micros(e.deadline_us);
-        te.value = e.value.empty() ? json() : json::parse(e.value);
+        te.value = e.value.empty() ? json() : parse_stored_json(e.value);
         switch (e.kind) {
             case EntryKind::wait:
                 last_wait = e.wait_kind;

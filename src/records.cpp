@@ -491,7 +491,7 @@ Event decode_event(std::string_view bytes, std::uint64_t seq, const EventSources
     }
     if (!data.empty()) {
         try {
-            ev.data = json::parse(data);
+            ev.data = parse_stored_json(data);
         } catch (const json::exception& e) {
             r.fail(std::string("data is not JSON: ") + e.what());
         }
@@ -577,15 +577,15 @@ RunInfo to_run_info(const RunRecord& run, const JournalEntry* park_entry) {
     info.status = run.status;
     info.created = from_micros(run.created_us);
     info.updated = from_micros(run.updated_us);
-    info.input = run.input.empty() ? json() : json::parse(run.input);
-    if (run.status == RunStatus::completed) info.output = run.output.empty() ? json() : json::parse(run.output);
+    info.input = run.input.empty() ? json() : parse_stored_json(run.input);
+    if (run.status == RunStatus::completed) info.output = run.output.empty() ? json() : parse_stored_json(run.output);
     info.error = run.error;
     if (run.park && run.status == RunStatus::waiting) {
         WaitInfo w;
         w.kind = run.park->kind;
         w.name = run.park->name;
         const std::string data = park_entry ? wait_data(*park_entry) : std::string();
-        w.data = data.empty() ? json::object() : json::parse(data);
+        w.data = data.empty() ? json::object() : parse_stored_json(data);
         if (run.park->deadline_us != 0) w.deadline = from_micros(run.park->deadline_us);
         w.since = from_micros(run.park->since_us);
         info.waiting = std::move(w);

@@ -288,7 +288,7 @@ json RunInstance::run_step(std::string_view name, const StepOptions& options,
             // The workflow gets what replay will return: the stored text,
             // parsed. Only floating-point numbers can change on the way.
             const JournalEntry& stored = append(std::move(entry));
-            return holds_float(value) ? json::parse(stored.value) : value;
+            return holds_float(value) ? parse_stored_json(stored.value) : value;
         }
         entry.value.clear();
         entry.error_type = failure->type;
