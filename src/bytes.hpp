@@ -67,28 +67,36 @@ private:
 
 /// Appends fields to a record; finish(key) adds the checksum. Writes through a
 /// raw pointer into a buffer it grows itself: records are built on every
-/// step, and per-byte string appends cost more than the fields.
+/// step, and per-byte string appends cost more than the fields. A writer given
+/// a caller's buffer (a commit's scratch, WriteContext::scratch) reuses its
+/// capacity, so a batch's thousands of records do not allocate one each.
 class ByteWriter {
 public:
-    explicit ByteWriter(std::uint8_t version) : out_(128, '\0') { u8(version); }
+    /// Builds the record in a string of its own (finish returns it).
+    explicit ByteWriter(std::uint8_t version) : out_(&own_) { begin(version); }
+    /// Builds the record in `buffer`, replacing what it held.
+    ByteWriter(std::uint8_t version, std::string& buffer) : out_(&buffer) { begin(version); }
+    ByteWriter(const ByteWriter&) = delete;
+    ByteWriter& operator=(const ByteWriter&) = delete;
+
     void u8(std::uint8_t v) {
         reserve(1);
-        out_[pos_++] = static_cast<char>(v);
+        (*out_)[pos_++] = static_cast<char>(v);
     }
     void varint(std::uint64_t v) {
         // Most varints (lengths, kinds, small deltas) are one byte.
-        if (v < 0x80 && pos_ < out_.size()) [[likely]] {
-            out_[pos_++] = static_cast<char>(v);
+        if (v < 0x80 && pos_ < out_->size()) [[likely]] {
+            (*out_)[pos_++] = static_cast<char>(v);
             return;
         }
         reserve(10);
-        char* p = out_.data() + pos_;
+        char* p = out_->data() + pos_;
         while (v >= 0x80) {
             *p++ = static_cast<char>((v & 0x7f) | 0x80);
             v >>= 7;
         }
         *p++ = static_cast<char>(v);
-        pos_ = static_cast<std::size_t>(p - out_.data());
+        pos_ = static_cast<std::size_t>(p - out_->data());
     }
     /// Signed values (times, which may precede 1970) zig-zag encoded.
     void svarint(std::int64_t v) {
@@ -97,23 +105,34 @@ public:
     void str(std::string_view s) {
         varint(s.size());
         reserve(s.size());
-        if (!s.empty()) std::memcpy(out_.data() + pos_, s.data(), s.size());
+        if (!s.empty()) std::memcpy(out_->data() + pos_, s.data(), s.size());
         pos_ += s.size();
     }
-    /// `key`: the key the record is stored under.
-    std::string finish(std::string_view key) && {
-        const std::uint32_t c = crc32c(out_.data(), pos_, crc32c(key.data(), key.size()));
+    /// Adds the checksum; `key`: the key the record is stored under. The
+    /// record is then the whole buffer (valid until the buffer's next use).
+    std::string_view seal(std::string_view key) && {
+        const std::uint32_t c = crc32c(out_->data(), pos_, crc32c(key.data(), key.size()));
         reserve(4);
-        for (int shift = 24; shift >= 0; shift -= 8) out_[pos_++] = static_cast<char>((c >> shift) & 0xff);
-        out_.resize(pos_);
-        return std::move(out_);
+        for (int shift = 24; shift >= 0; shift -= 8) (*out_)[pos_++] = static_cast<char>((c >> shift) & 0xff);
+        out_->resize(pos_);
+        return *out_;
+    }
+    /// seal(key), handing over the record's string.
+    std::string finish(std::string_view key) && {
+        (void)std::move(*this).seal(key);
+        return std::move(*out_);
     }
 
 private:
-    void reserve(std::size_t n) {
-        if (pos_ + n > out_.size()) out_.resize(std::max(out_.size() * 2, pos_ + n));
+    void begin(std::uint8_t version) {
+        out_->resize(std::max<std::size_t>(out_->capacity(), 128));  // the whole capacity is room to write
+        u8(version);
     }
-    std::string out_;
+    void reserve(std::size_t n) {
+        if (pos_ + n > out_->size()) out_->resize(std::max(out_->size() * 2, pos_ + n));
+    }
+    std::string own_;
+    std::string* out_;
     std::size_t pos_ = 0;
 };
 

@@ -18,7 +18,7 @@ std::uint64_t WriteContext::new_number(Db db) {
 std::uint64_t WriteContext::emit(EventRun run, Event event, std::string_view data_json, std::optional<FromEntry> from) {
     event.seq = new_number(Db::events);
     event.at = from_micros(now_us);
-    txn.put_new(Db::events, event_key(event.seq), encode_event(event, run, event.seq, data_json, from));
+    txn.put_new(Db::events, event_key(event.seq), encode_event(event, run, event.seq, data_json, from, scratch_));
     const std::uint64_t seq = event.seq;
     if (keep_events_) {
         if (!data_json.empty()) event.data = parse_stored_json(data_json);

@@ -55,11 +55,16 @@ public:
     /// counted on, so a batch of starts or events opens one cursor, not one
     /// each.
     std::uint64_t new_number(Db db);
+    /// Where this transaction's records are built before LMDB copies them
+    /// in: one buffer, so a batch does not allocate a string per record.
+    /// Its content is valid until the next record is built in it.
+    std::string& scratch() noexcept { return scratch_; }
 
 private:
     std::array<std::optional<std::uint64_t>, static_cast<std::size_t>(Db::count_)> next_number_{};
     bool keep_events_;
     std::vector<Event> events_;
+    std::string scratch_;
 };
 
 class CommitQueue {

@@ -88,7 +88,7 @@ const WorkflowDef* EngineCore::find_definition(std::string_view name) const {
 
 void EngineCore::put_run(WriteContext& w, std::uint64_t run, RunRecord& record) {
     record.updated_us = w.now_us;
-    w.txn.put(Db::runs, run_key(run), encode(record, run));
+    w.txn.put(Db::runs, run_key(run), encode(record, run, w.scratch()));
 }
 
 void EngineCore::set_status(WriteContext& w, std::uint64_t run, RunRecord& record, RunStatus status) {
@@ -102,7 +102,8 @@ void EngineCore::set_status(WriteContext& w, std::uint64_t run, RunRecord& recor
 }
 
 void EngineCore::append_journal(WriteContext& w, std::uint64_t run, RunRecord& record, const JournalEntry& entry) {
-    w.txn.put(Db::journal, journal_key(run, record.journal_len), encode(entry, run, record.journal_len, record.created_us));
+    w.txn.put(Db::journal, journal_key(run, record.journal_len),
+              encode(entry, run, record.journal_len, record.created_us, w.scratch()));
     ++record.journal_len;
 }
 
@@ -388,7 +389,7 @@ void EngineCore::apply_start(WriteContext& w, const PreparedStart& p, RunHandle&
     w.txn.put(Db::ready, run_key(run), {});
     w.emit({run, record.created_us}, event_for(EventType::started, record));  // the input is in the run record
     record.updated_us = w.now_us;
-    w.txn.put_new(Db::runs, run_key(run), encode(record, run));
+    w.txn.put_new(Db::runs, run_key(run), encode(record, run, w.scratch()));
 }
 
 std::vector<RunHandle> EngineCore::start(std::span<const StartRequest> requests) {
@@ -881,10 +882,14 @@ EngineCore::Claim EngineCore::load_claimed(const std::vector<std::uint64_t>& can
                 if (instance && (instance->incarnation() != record.incarnation ||
                                  instance->journal_size() > record.journal_len))
                     dropped.push_back(std::move(instance));
+                const std::uint32_t cached_entries = instance ? instance->journal_size() : 0;
                 std::vector<JournalEntry> entries;
                 Cursor j(t, Db::journal);
-                entries.reserve(record.journal_len - (instance ? instance->journal_size() : 0));
-                for (bool more = j.seek(journal_key(run, instance ? instance->journal_size() : 0));
+                // A new instance keeps this vector as its journal: room for
+                // what its next commits add spares it regrowing (an allocation
+                // and a move of every entry) at its first, second and fourth.
+                entries.reserve(record.journal_len - cached_entries + (instance ? 0 : 8));
+                for (bool more = j.seek(journal_key(run, cached_entries));
                      more && get_be64(j.key()) == run; more = j.next()) {
                     const std::uint32_t seq = get_be32(j.key(), 8);
                     if (seq >= record.journal_len) break;

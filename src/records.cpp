@@ -116,6 +116,13 @@ JournalEntry decode_journal_layout_2(ByteReader& r) {
 }  // namespace
 
 std::string encode(const JournalEntry& e, std::uint64_t run, std::uint32_t seq, std::int64_t base_us) {
+    std::string out;
+    (void)encode(e, run, seq, base_us, out);
+    return out;
+}
+
+std::string_view encode(const JournalEntry& e, std::uint64_t run, std::uint32_t seq, std::int64_t base_us,
+                        std::string& buffer) {
     std::uint8_t fields = 0;
     if (e.wait_kind != WaitKind{}) fields |= has_wait_kind;
     if (e.reason != WakeReason{}) fields |= has_reason;
@@ -123,7 +130,7 @@ std::string encode(const JournalEntry& e, std::uint64_t run, std::uint32_t seq, 
     if (!e.signal_id.empty()) fields |= has_signal_id;
     if (e.attempt != 0) fields |= has_attempt;
     if (e.deadline_us != 0) fields |= has_deadline;
-    ByteWriter w(journal_record_version);
+    ByteWriter w(journal_record_version, buffer);
     w.u8(static_cast<std::uint8_t>(e.kind));
     w.u8(fields);
     w.str(e.name);
@@ -141,7 +148,7 @@ std::string encode(const JournalEntry& e, std::uint64_t run, std::uint32_t seq, 
     if (fields & has_signal_id) w.str(e.signal_id);
     if (fields & has_attempt) w.varint(e.attempt);
     if (fields & has_deadline) w.svarint(e.deadline_us - e.started_us);
-    return std::move(w).finish(journal_key(run, seq));
+    return std::move(w).seal(journal_key(run, seq));
 }
 
 JournalEntry decode_journal_entry(std::string_view bytes, std::uint64_t run, std::uint32_t seq, std::int64_t base_us) {
@@ -313,7 +320,13 @@ std::string dump_stored_json(const json& value) {
 }
 
 std::string encode(const RunRecord& run, std::uint64_t number) {
-    ByteWriter w(record_version);
+    std::string out;
+    (void)encode(run, number, out);
+    return out;
+}
+
+std::string_view encode(const RunRecord& run, std::uint64_t number, std::string& buffer) {
+    ByteWriter w(record_version, buffer);
     w.str(run.id);
     w.str(run.workflow);
     w.u8(static_cast<std::uint8_t>(run.status));
@@ -341,7 +354,7 @@ std::string encode(const RunRecord& run, std::uint64_t number) {
     w.u8(run.cancel_requested ? 1 : 0);
     w.str(run.cancel_reason);
     w.varint(run.attempts);
-    return std::move(w).finish(run_key(number));
+    return std::move(w).seal(run_key(number));
 }
 
 RunRecord decode_run_record(std::string_view bytes, std::uint64_t run_number) {
@@ -423,11 +436,18 @@ enum EventFlags : std::uint8_t {
 
 std::string encode_event(const Event& ev, const EventRun& run, std::uint64_t seq, std::string_view data_json,
                          std::optional<FromEntry> from) {
+    std::string out;
+    (void)encode_event(ev, run, seq, data_json, from, out);
+    return out;
+}
+
+std::string_view encode_event(const Event& ev, const EventRun& run, std::uint64_t seq, std::string_view data_json,
+                              std::optional<FromEntry> from, std::string& buffer) {
     std::uint8_t flags = at_relative;
     if (!ev.topic.empty()) flags |= has_topic;
     if (from) flags |= from_entry;
     if (from && from->data) flags |= data_from_entry;
-    ByteWriter w(event_record_version);
+    ByteWriter w(event_record_version, buffer);
     w.u8(static_cast<std::uint8_t>(ev.type));
     w.svarint(to_micros(ev.at) - run.created_us);
     w.varint(run.number);
@@ -441,7 +461,7 @@ std::string encode_event(const Event& ev, const EventRun& run, std::uint64_t seq
     else
         w.str(ev.data.is_null() ? std::string() : dump_stored_json(ev.data));
     w.svarint(ev.deadline && !from ? to_micros(*ev.deadline) : 0);
-    return std::move(w).finish(event_key(seq));
+    return std::move(w).seal(event_key(seq));
 }
 
 Event decode_event(std::string_view bytes, std::uint64_t seq, const EventSources& sources, std::uint64_t* run) {

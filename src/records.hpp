@@ -66,6 +66,9 @@ struct JournalEntry {
 /// and to the entry's start. Layout 2 entries of older files are still read.
 inline constexpr std::uint8_t journal_record_version = 3;
 std::string encode(const JournalEntry&, std::uint64_t run, std::uint32_t seq, std::int64_t base_us);
+/// The same record built in `buffer` (see ByteWriter), valid until its next use.
+std::string_view encode(const JournalEntry&, std::uint64_t run, std::uint32_t seq, std::int64_t base_us,
+                        std::string& buffer);
 JournalEntry decode_journal_entry(std::string_view bytes, std::uint64_t run, std::uint32_t seq, std::int64_t base_us);
 
 /// What a park entry shows while the run waits (RunInfo::waiting.data, the
@@ -106,6 +109,8 @@ struct RunRecord {
 };
 
 std::string encode(const RunRecord&, std::uint64_t run);
+/// The same record built in `buffer` (see ByteWriter), valid until its next use.
+std::string_view encode(const RunRecord&, std::uint64_t run, std::string& buffer);
 RunRecord decode_run_record(std::string_view bytes, std::uint64_t run);
 
 /// The value of stored JSON text (a step's result, a run's input, a
@@ -171,6 +176,9 @@ struct FromEntry {
 /// `data_json` overrides event.data when not empty.
 std::string encode_event(const Event&, const EventRun& run, std::uint64_t seq, std::string_view data_json = {},
                          std::optional<FromEntry> from = {});
+/// The same record built in `buffer` (see ByteWriter), valid until its next use.
+std::string_view encode_event(const Event&, const EventRun& run, std::uint64_t seq, std::string_view data_json,
+                              std::optional<FromEntry> from, std::string& buffer);
 
 /// What decoding an event reads besides the event: its run's id, workflow
 /// and creation time, and the journal entry it refers to. Each throws

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <iterator>
 
 namespace abide::detail {
 
@@ -57,12 +58,7 @@ ErrorInfo describe_current_exception() {
 
 RunInstance::RunInstance(EngineCore& core, const WorkflowDef& def, std::uint64_t run_number, const RunRecord& record)
     : core_(core), def_(def), run_number_(run_number), id_(record.id), incarnation_(record.incarnation),
-      input_(record.input), fiber_(core.stacks, [this] { fiber_main(); }) {
-    // A new run's entries arrive one commit at a time; room for a few saves
-    // the vector's first regrowths (and their moves of whole entries). A
-    // replayed run's journal arrives whole (append_committed).
-    if (record.journal_len == 0) journal_.reserve(8);
-}
+      input_(record.input), fiber_(core.stacks, [this] { fiber_main(); }) {}
 
 RunInstance::~RunInstance() { unwind(); }
 
@@ -71,11 +67,13 @@ std::uint64_t RunInstance::core_random() { return core_.random64(); }
 std::string RunInstance::core_uuid() { return core_.random_uuid(); }
 
 void RunInstance::append_committed(std::vector<JournalEntry> entries) {
+    // A new instance takes the loaded vector whole, with the room the loader
+    // left in it for the entries its next commits add.
     if (journal_.empty()) {
         journal_ = std::move(entries);
         return;
     }
-    for (auto& e : entries) journal_.push_back(std::move(e));
+    journal_.insert(journal_.end(), std::make_move_iterator(entries.begin()), std::make_move_iterator(entries.end()));
 }
 
 void RunInstance::committed(bool request_entry_appended, std::optional<JournalEntry> wake) {
