@@ -3,8 +3,12 @@
 // Setup (untimed): N refund runs (default 1,000,000) are started with
 // start_batch + poll until each waits for its decision, using
 // Durability::unsynced for setup speed; a 1,000-run database is made the same
-// way for comparison. Both are closed and fsynced. Measured (the durability
-// mode applies from here on):
+// way for comparison (first, so that the big setup's heap is not in its
+// reading). Both are closed and fsynced. Read at the end of each setup, with
+// its engine still open: the fibers its cache keeps (Stats::cached_runs) and
+// the process's anonymous memory (RssAnon: heap and stacks, not LMDB's map),
+// which the cache's bound must keep the same for 1,000 and 1,000,000 parked
+// runs. Measured (the durability mode applies from here on):
 //   * time to open each database (Engine construction): abide scans nothing
 //     at open, so both should take the same time; raw LMDB's open as reference;
 //   * process RSS (VmRSS) before and after open, and after the queries;
@@ -26,13 +30,24 @@ using namespace abide_bench;
 namespace {
 
 constexpr std::size_t map_bytes = std::size_t{8} << 30;
+constexpr double mib = 1024.0 * 1024.0;
 
 void expect(bool ok, const std::string& what) {
     if (!ok) throw std::runtime_error(what);
 }
 
-double create(const fs::path& db, std::size_t runs) {
+/// What making a database of waiting runs cost, read before its engine closed.
+struct Setup {
+    double seconds = 0;
+    /// Parked fibers the engine kept, and the process's anonymous memory
+    /// (heap and fiber stacks, not LMDB's map): the cache's bound under load.
+    std::uint64_t cached_runs = 0;
+    double anon_rss_mib = 0;
+};
+
+Setup create(const fs::path& db, std::size_t runs) {
     Stopwatch sw;
+    Setup setup;
     {
         abide::Engine engine(engine_options(db, abide::Durability::unsynced, map_bytes));
         define_refund(engine);
@@ -44,9 +59,13 @@ double create(const fs::path& db, std::size_t runs) {
                                          runs, sw.wall())
                           << std::endl;
         }
+        setup.cached_runs = engine.stats().cached_runs;
+        trim_heap();
+        setup.anon_rss_mib = static_cast<double>(anon_rss_bytes()) / mib;
     }
     fsync_file(db);
-    return sw.wall();
+    setup.seconds = sw.wall();
+    return setup;
 }
 
 double open_seconds(const Args& args, const fs::path& db) {
@@ -71,7 +90,6 @@ std::pair<double, double> first_and_best(int repeats, F&& f) {
 
 void measure(const Args& args, const fs::path& big, const fs::path& small, std::size_t n, std::size_t small_n,
              Mirror& mirror, Report& report) {
-    const double mib = 1024.0 * 1024.0;
     // ---- open time: best of 5, alternating ----
     double open_big = 1e9, open_small = 1e9, open_raw = 1e9;
     for (int i = 0; i < 5; ++i) {
@@ -150,15 +168,24 @@ int body(int argc, char** argv) {
     const fs::path big = scratch.file("waiting.db");
     const fs::path small = scratch.file("waiting-1000.db");
     std::cout << fmt::format("setup: creating {} waiting runs with Durability::unsynced ...", n) << std::endl;
-    const double setup_big = create(big, n);
-    (void)create(small, small_n);
+    // The small one first: its memory reading must not include what the big one's setup left in the heap.
+    const Setup setup_small = create(small, small_n);
+    const Setup setup = create(big, n);
+    const double setup_big = setup.seconds;
     report.param("setup_seconds", setup_big);
+    report.add("setup_cached_runs", "fibers cached after parking " + std::to_string(n) + " runs through one engine",
+               "runs", Better::lower, static_cast<double>(setup.cached_runs));
+    report.add("setup_anon_rss_mib", "anonymous memory then (heap and stacks, not the map), engine open", "MiB",
+               Better::lower, setup.anon_rss_mib);
+    report.add("setup_anon_rss_small_mib",
+               "the same after parking " + std::to_string(small_n) + " runs, in the same process before it", "MiB",
+               Better::lower, setup_small.anon_rss_mib);
     const double disk = static_cast<double>(fs::file_size(big));
     report.add("bytes_per_run", "bytes on disk per waiting run (" + std::to_string(n) + " runs)", "bytes",
                Better::lower, disk / static_cast<double>(n));
     report.add("bytes_per_run_small", "bytes on disk per waiting run (1000 runs)", "bytes", Better::lower,
                static_cast<double>(fs::file_size(small)) / static_cast<double>(small_n));
-    report.param("file_mib", disk / (1024.0 * 1024.0));
+    report.param("file_mib", disk / mib);
 
     Mirror mirror(scratch.file("waiting-baseline.db"), args);
     mirror.seed(big);  // untimed; every later write is replayed on it, so it stays in step

@@ -151,13 +151,23 @@ double percentile(std::vector<double> samples, double p) {
 
 double median(std::vector<double> samples) { return percentile(std::move(samples), 50); }
 
-std::uint64_t rss_bytes() {
+namespace {
+
+/// A "Name:   123 kB" line of /proc/self/status, in bytes (0 if absent).
+std::uint64_t status_bytes(std::string_view field) {
     std::ifstream in("/proc/self/status");
     std::string line;
     while (std::getline(in, line))
-        if (line.starts_with("VmRSS:")) return std::strtoull(line.c_str() + 6, nullptr, 10) * 1024;
+        if (line.starts_with(field) && line.size() > field.size() && line[field.size()] == ':')
+            return std::strtoull(line.c_str() + field.size() + 1, nullptr, 10) * 1024;
     return 0;
 }
+
+}  // namespace
+
+std::uint64_t rss_bytes() { return status_bytes("VmRSS"); }
+
+std::uint64_t anon_rss_bytes() { return status_bytes("RssAnon"); }
 
 void trim_heap() { malloc_trim(0); }
 

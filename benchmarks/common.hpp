@@ -87,6 +87,9 @@ double percentile(std::vector<double> samples, double p);
 double median(std::vector<double> samples);
 /// VmRSS of this process, in bytes.
 std::uint64_t rss_bytes();
+/// RssAnon of this process, in bytes: its resident memory without the pages
+/// of mapped files (LMDB's map), that is the heap and the fiber stacks.
+std::uint64_t anon_rss_bytes();
 /// Returns freed heap to the OS so that a later RSS reading is not setup's.
 void trim_heap();
 void fsync_file(const fs::path& file);

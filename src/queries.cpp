@@ -171,6 +171,10 @@ Stats EngineCore::stats() {
     std::error_code ec;
     st.file_bytes = std::filesystem::file_size(storage.path(), ec);
     st.map_bytes = storage.map_size();
+    {
+        std::lock_guard lock(runs_mutex_);
+        st.cached_runs = cache_.size();
+    }
     return st;
 }
 

@@ -116,7 +116,8 @@ json Stats::to_json() const {
                 {"buffered_signals", buffered_signals},
                 {"last_event_seq", last_event_seq},
                 {"file_bytes", file_bytes},
-                {"map_bytes", map_bytes}};
+                {"map_bytes", map_bytes},
+                {"cached_runs", cached_runs}};
 }
 
 json Trace::to_json() const {

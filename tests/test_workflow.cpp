@@ -889,6 +889,41 @@ TEST_CASE("a parked run evicted from the cache destroys its frames, whatever it 
     CHECK(test::completed_output<std::string>(engine, runs[3]) == "parked on retry: 7");
 }
 
+TEST_CASE("however many runs park, the cache keeps at most cache_size fibers, and stats() counts them",
+          "[fiber][cache]") {
+    const std::size_t cache_size = GENERATE(std::size_t{0}, std::size_t{1}, std::size_t{8});
+    test::Reopenable db;
+    db.define = [&](Engine& e) {
+        e.define("held",
+                 [&](Context& ctx, const std::int64_t& i) -> std::int64_t {
+                     FrameObject held;
+                     return i + ctx.wait_for_signal<Decision>("decision", 1h)->approved_amount;
+                 })
+            .signal<Decision>("decision");
+    };
+    Engine& engine = db.open(cache_size);
+    FrameObject::alive = 0;
+    // 300 runs park, 100 started at a time, each batch in one poll.
+    std::vector<std::string> runs;
+    for (std::int64_t batch = 0; batch < 3; ++batch) {
+        std::vector<StartRequest> starts;
+        for (std::int64_t i = 0; i < 100; ++i) starts.push_back({"held", batch * 100 + i, {}});
+        for (const RunHandle& h : engine.start_batch(starts)) runs.push_back(h.id);
+        CHECK(engine.poll().waiting == 100);
+        CHECK(engine.stats().cached_runs == cache_size);
+        CHECK(FrameObject::alive == static_cast<int>(cache_size));  // the evicted runs' frames are gone
+    }
+    CHECK(engine.stats().waiting == 300);
+    std::vector<SignalRequest> decisions;
+    for (const std::string& run : runs) decisions.push_back({run, "decision", test::approved(1)});
+    for (const SignalResult& r : engine.signal_batch(decisions)) CHECK(r.outcome == SignalOutcome::delivered);
+    CHECK(engine.poll().completed == 300);
+    CHECK(engine.stats().cached_runs == 0);
+    CHECK(FrameObject::alive == 0);
+    CHECK(test::completed_output<std::int64_t>(engine, runs[0]) == 1);
+    CHECK(test::completed_output<std::int64_t>(engine, runs[299]) == 300);
+}
+
 TEST_CASE("a workflow that swallows the unwind of an evicted run is unwound again at its next call, or stays parked",
           "[fiber][cache][exception]") {
     test::Reopenable db;

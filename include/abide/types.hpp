@@ -212,6 +212,10 @@ struct Stats {
     std::uint64_t last_event_seq = 0;
     std::uint64_t file_bytes = 0;      ///< size of the database file
     std::uint64_t map_bytes = 0;       ///< current map size (grows when full)
+    /// Parked runs whose fiber this engine keeps in memory, at most
+    /// EngineOptions::cache_size: the memory waiting runs cost this process.
+    /// Not a value of the file: another process's engine has its own.
+    std::uint64_t cached_runs = 0;
     json to_json() const;
 };
 

@@ -230,9 +230,11 @@ json read_tables(const Engine& engine) {
     tables["stats"] = attempt([&] {
         json stats = engine.stats().to_json();
         // The file's and the map's size are not values of the journal (a
-        // truncated copy is smaller and still holds the same data).
+        // truncated copy is smaller and still holds the same data), nor is
+        // what this process keeps in memory.
         stats.erase("file_bytes");
         stats.erase("map_bytes");
+        stats.erase("cached_runs");
         return stats;
     });
     return tables;
