@@ -70,7 +70,11 @@ std::vector<Event> CommitQueue::commit(std::vector<Group*>& batch) {
         bool restart = false;
         try {
             Txn txn = storage_.write();
-            WriteContext ctx(txn, to_micros(clock_()), keep_events);
+            const std::uint64_t txn_id = txn.id();
+            // Someone else committed since this queue's last commit: any run
+            // record may have changed.
+            if (txn_id != last_txn_ + 1) ++record_epoch_;
+            WriteContext ctx(txn, to_micros(clock_()), keep_events, record_epoch_);
             for (Group* g : batch) {
                 for (std::size_t i = 0; i < g->ops.size() && !restart; ++i) {
                     if (g->errors[i]) continue;  // dropped in an earlier attempt
@@ -93,6 +97,7 @@ std::vector<Event> CommitQueue::commit(std::vector<Group*>& batch) {
             if (restart) continue;  // txn aborts here; re-apply without the failed op
             ABIDE_CRASH_POINT("commit.before");  // crash: the batch is lost, no caller was answered
             txn.commit();
+            last_txn_ = txn_id;
             ABIDE_CRASH_POINT("commit.after");  // crash: the batch is durable, no caller was answered
             {
                 std::lock_guard lock(mutex_);

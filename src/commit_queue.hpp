@@ -38,8 +38,8 @@ namespace abide::detail {
 /// the next numbers of the tables keyed by a growing sequence.
 class WriteContext {
 public:
-    WriteContext(Txn& transaction, std::int64_t now, bool keep_events)
-        : txn(transaction), now_us(now), keep_events_(keep_events) {}
+    WriteContext(Txn& transaction, std::int64_t now, bool keep_events, std::uint64_t& record_epoch)
+        : txn(transaction), now_us(now), keep_events_(keep_events), record_epoch_(record_epoch) {}
     Txn& txn;
     const std::int64_t now_us;
     /// Appends an event of `run` to the durable event log (stamped now);
@@ -60,11 +60,23 @@ public:
     /// Its content is valid until the next record is built in it.
     std::string& scratch() noexcept { return scratch_; }
 
+    /// The run-record epoch. The thread executing a run keeps the record its
+    /// own last commit stored, stamped with the epoch after that write, and
+    /// uses it instead of reading and decoding the record again while the
+    /// epoch has not moved. So the epoch moves (record_changed) at every write
+    /// of a run record that the run's executor did not make, and at every
+    /// transaction that follows one this queue did not commit (another
+    /// process's, or another Engine's on the same file). Conservative by
+    /// design: a move only costs the executors a read.
+    std::uint64_t record_epoch() const noexcept { return record_epoch_; }
+    void record_changed() noexcept { ++record_epoch_; }
+
 private:
     std::array<std::optional<std::uint64_t>, static_cast<std::size_t>(Db::count_)> next_number_{};
     bool keep_events_;
     std::vector<Event> events_;
     std::string scratch_;
+    std::uint64_t& record_epoch_;
 };
 
 class CommitQueue {
@@ -116,6 +128,9 @@ private:
     std::vector<Group*> pending_;
     bool leading_ = false;
     std::uint64_t commits_ = 0;
+    // Used by the leader only (inside commit()): see WriteContext::record_epoch.
+    std::uint64_t record_epoch_ = 0;
+    std::uint64_t last_txn_ = 0;  // the id of the last transaction this queue committed
     // Events wait here for the on_event callback, in commit order; one thread
     // at a time delivers them, so a callback that writes does not deadlock.
     std::vector<Event> callback_queue_;

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cassert>
 #include <iterator>
 
 namespace abide::detail {
@@ -87,8 +88,34 @@ const WorkflowDef* EngineCore::find_definition(std::string_view name) const {
 // ---- record helpers (inside a write) -------------------------------------------
 
 void EngineCore::put_run(WriteContext& w, std::uint64_t run, RunRecord& record) {
+    w.record_changed();  // the run's executor, if any, must read it again
+    store_run(w, run, record);
+}
+
+void EngineCore::store_run(WriteContext& w, std::uint64_t run, RunRecord& record) {
     record.updated_us = w.now_us;
     w.txn.put(Db::runs, run_key(run), encode(record, run, w.scratch()));
+}
+
+void EngineCore::put_own_run(WriteContext& w, std::uint64_t run, RunRecord& record, KeptRecord& kept) {
+    // Only the executor writes its run without moving the epoch, and no one
+    // else holds a copy of the record (runs parked in the cache keep none).
+    store_run(w, run, record);
+    kept.record = std::move(record);
+    kept.epoch = w.record_epoch();
+}
+
+std::optional<RunRecord> EngineCore::read_own_run(WriteContext& w, const RunInstance& instance) const {
+    const std::uint64_t run = instance.run_number();
+    if (const KeptRecord* kept = instance.kept_record(); kept && kept->epoch == w.record_epoch()) {
+        // Debug builds check the invariant: nothing has changed the record since.
+        assert(w.txn.get(Db::runs, run_key(run)) &&
+               decode_run_record(*w.txn.get(Db::runs, run_key(run)), run) == kept->record);
+        return kept->record;
+    }
+    auto raw = w.txn.get(Db::runs, run_key(run));
+    if (!raw) return std::nullopt;
+    return decode_run_record(*raw, run);
 }
 
 void EngineCore::set_status(WriteContext& w, std::uint64_t run, RunRecord& record, RunStatus status) {
@@ -268,9 +295,9 @@ void EngineCore::drop_inbox(WriteContext& w, std::uint64_t run, const RunRecord&
 void EngineCore::apply_request(WriteContext& w, const RunInstance& instance, Outcome& out) {
     out = Outcome{};
     const std::uint64_t run = instance.run_number();
-    auto raw = w.txn.get(Db::runs, run_key(run));
-    if (!raw) return;
-    RunRecord record = decode_run_record(*raw, run);
+    std::optional<RunRecord> stored = read_own_run(w, instance);
+    if (!stored) return;
+    RunRecord& record = *stored;
     // Someone else moved the run on (retry, another process): our fiber is stale.
     if (record.incarnation != instance.incarnation() || record.journal_len != instance.journal_size() ||
         is_finished(record.status))
@@ -291,7 +318,7 @@ void EngineCore::apply_request(WriteContext& w, const RunInstance& instance, Out
                 w.emit({run, record.created_us}, std::move(e));
             }
             record.attempts = 0;  // progress: this execution was not cut short
-            put_run(w, run, record);
+            put_own_run(w, run, record, out.kept.emplace());
             out.kind = Outcome::Kind::proceed;
             out.request_entry_appended = true;
             return;
@@ -313,7 +340,7 @@ void EngineCore::apply_request(WriteContext& w, const RunInstance& instance, Out
                 out.kind = Outcome::Kind::parked;
             }
             record.attempts = 0;
-            put_run(w, run, record);
+            put_own_run(w, run, record, out.kept.emplace());
             return;
         }
         case Request::Kind::finish: {
@@ -332,7 +359,7 @@ void EngineCore::apply_request(WriteContext& w, const RunInstance& instance, Out
             w.emit({run, record.created_us}, std::move(e), req.final_status == RunStatus::completed ? std::string_view(req.output)
                                                                           : std::string_view());
             record.attempts = 0;
-            put_run(w, run, record);
+            store_run(w, run, record);  // its own last write: it keeps nothing
             out.kind = Outcome::Kind::finished;
             out.final_status = req.final_status;
             return;
@@ -637,7 +664,7 @@ void EngineCore::release_quarantined(std::string_view run_id) {
 
 // ---- poll ---------------------------------------------------------------------------
 
-bool EngineCore::fire_timer_round(PollResult& result, std::map<std::uint64_t, RunRecord>& woken) {
+bool EngineCore::fire_timer_round(PollResult& result, std::map<std::uint64_t, KeptRecord>& woken) {
     // At most one round of runs: they are claimed (locked) here and executed
     // before the next round is fired, so the run locks held at once stay
     // bounded (the kernel walks a file's lock list on every lock and unlock).
@@ -716,9 +743,10 @@ bool EngineCore::fire_timer_round(PollResult& result, std::map<std::uint64_t, Ru
                 if (claimed) {
                     record.attempts = 1;
                     set_status(w, run, record, RunStatus::running);
+                    put_own_run(w, run, record, woken[run]);
+                } else {
+                    put_run(w, run, record);
                 }
-                put_run(w, run, record);
-                if (claimed) woken.emplace(run, std::move(record));
                 ++count;
             }
         });
@@ -797,7 +825,7 @@ std::vector<std::uint64_t> EngineCore::claim_runs(const std::vector<std::uint64_
 
 EngineCore::Claim EngineCore::load_claimed(const std::vector<std::uint64_t>& candidates,
                                            std::set<std::uint64_t>& skip, std::vector<std::string>& problems,
-                                           bool counted, std::map<std::uint64_t, RunRecord>* committed) {
+                                           bool counted, std::map<std::uint64_t, KeptRecord>* committed) {
     // Phase 2: read each run in a snapshot taken after the claim. A thread or
     // process that executed one of them let go only after its commit, so this
     // snapshot holds everything it wrote (an older one could replay a step
@@ -822,7 +850,7 @@ EngineCore::Claim EngineCore::load_claimed(const std::vector<std::uint64_t>& can
                 let_go.push_back(run);
                 if (instance) dropped.push_back(std::move(instance));
             };
-            RunRecord* known = nullptr;
+            KeptRecord* known = nullptr;
             if (committed)
                 if (auto it = committed->find(run); it != committed->end()) known = &it->second;
             std::optional<std::string_view> raw;
@@ -839,7 +867,7 @@ EngineCore::Claim EngineCore::load_claimed(const std::vector<std::uint64_t>& can
                 }
             }
             try {
-                RunRecord record = known ? std::move(*known) : decode_run_record(*raw, run);
+                RunRecord record = known ? known->record : decode_run_record(*raw, run);
                 if (!in_ready_set(record.status)) {
                     if (!t.get(Db::ready, run_key(run))) {
                         give_up();  // advanced meanwhile: its record and the ready index agree
@@ -897,6 +925,12 @@ EngineCore::Claim EngineCore::load_claimed(const std::vector<std::uint64_t>& can
                 }
                 if (!instance) instance = std::make_unique<RunInstance>(*this, *def, run, record);
                 instance->append_committed(std::move(entries));
+                // A record read here (a snapshot outside the commit queue) is
+                // not kept: only one stamped inside the write that stored it.
+                if (known)
+                    instance->keep_record(std::move(*known));
+                else
+                    instance->drop_record();
                 claim.runs.push_back(std::move(instance));
             } catch (const FormatError& e) {
                 // Damaged: say so, leave it for an operator, go on with the rest.
@@ -931,14 +965,16 @@ void EngineCore::count_attempts(Claim& claim, std::set<std::uint64_t>& skip) {
     // are quarantined instead. Crash after this commit: the attempts count,
     // nothing of the runs ran.
     std::vector<char> keep(claim.runs.size(), 1);
+    std::vector<std::optional<KeptRecord>> kept(claim.runs.size());
     commits.run([&](WriteContext& w) {
         for (std::size_t i = 0; i < claim.runs.size(); ++i) {
             const RunInstance& instance = *claim.runs[i];
             const std::uint64_t run = instance.run_number();
-            auto raw = w.txn.get(Db::runs, run_key(run));
-            RunRecord record = decode_run_record(*raw, run);
-            keep[i] = in_ready_set(record.status) && record.incarnation == instance.incarnation();
+            std::optional<RunRecord> stored = read_own_run(w, instance);
+            // The claim's snapshot held the record; runs are never removed.
+            keep[i] = stored && in_ready_set(stored->status) && stored->incarnation == instance.incarnation();
             if (!keep[i]) continue;
+            RunRecord& record = *stored;
             bool counted = true;
             {
                 std::lock_guard lock(runs_mutex_);
@@ -946,7 +982,7 @@ void EngineCore::count_attempts(Claim& claim, std::set<std::uint64_t>& skip) {
             }
             if (counted) ++record.attempts;
             set_status(w, run, record, RunStatus::running);
-            put_run(w, run, record);
+            put_own_run(w, run, record, kept[i].emplace());
         }
         for (const std::uint64_t run : claim.quarantine) {
             auto raw = w.txn.get(Db::runs, run_key(run));
@@ -975,7 +1011,7 @@ void EngineCore::count_attempts(Claim& claim, std::set<std::uint64_t>& skip) {
         }
     });
     ABIDE_CRASH_POINT("claim.committed");
-    std::vector<std::unique_ptr<RunInstance>> kept;
+    std::vector<std::unique_ptr<RunInstance>> kept_runs;
     for (std::size_t i = 0; i < claim.runs.size(); ++i) {
         const std::uint64_t run = claim.runs[i]->run_number();
         {
@@ -983,13 +1019,14 @@ void EngineCore::count_attempts(Claim& claim, std::set<std::uint64_t>& skip) {
             not_counted_.erase(run);
         }
         if (keep[i]) {
-            kept.push_back(std::move(claim.runs[i]));
+            claim.runs[i]->keep_record(std::move(*kept[i]));
+            kept_runs.push_back(std::move(claim.runs[i]));
         } else {
             skip.insert(run);  // not again in this poll: each round must take new runs or end
             release_instance(std::move(claim.runs[i]), false);  // cancelled, retried or finished meanwhile
         }
     }
-    claim.runs = std::move(kept);
+    claim.runs = std::move(kept_runs);
 }
 
 void EngineCore::release_instance(std::unique_ptr<RunInstance> instance, bool parked) {
@@ -1066,10 +1103,12 @@ void EngineCore::drive(std::vector<std::unique_ptr<RunInstance>> active, PollRes
                 switch (out.kind) {
                     case Outcome::Kind::proceed:
                         active[i]->committed(out.request_entry_appended, std::move(out.wake));
+                        active[i]->keep_record(std::move(*out.kept));
                         next.push_back(std::move(active[i]));
                         break;
                     case Outcome::Kind::parked:
                         active[i]->committed(out.request_entry_appended, std::move(out.wake));
+                        active[i]->drop_record();  // what wakes it rewrites the record
                         ++result.waiting;
                         done.push_back({std::move(active[i]), true});
                         break;
@@ -1118,7 +1157,7 @@ PollResult EngineCore::poll() {
     std::set<std::uint64_t> skip;
     // An idle poll must not take the write lock: fire only if the first look saw a due timer.
     for (bool more = earliest && *earliest <= now(); more;) {
-        std::map<std::uint64_t, RunRecord> woken;  // claimed by the commit that fired their timers
+        std::map<std::uint64_t, KeptRecord> woken;  // claimed by the commit that fired their timers
         more = fire_timer_round(result, woken);
         budget += woken.size();
         std::vector<std::uint64_t> woken_runs;

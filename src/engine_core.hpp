@@ -99,6 +99,8 @@ private:
         /// A park was answered at once: this wake entry follows it.
         std::optional<JournalEntry> wake;
         RunStatus final_status = RunStatus::completed;
+        /// The record this commit stored, for the instance to keep if it goes on.
+        std::optional<KeptRecord> kept;
     };
 
     /// Commits one instance's request inside a batch.
@@ -114,7 +116,17 @@ private:
     void emit_wake(WriteContext& w, std::uint64_t run, const RunRecord& record, WaitKind parked_on,
                    const JournalEntry& wake);
     void set_status(WriteContext& w, std::uint64_t run, RunRecord& record, RunStatus status);
+    /// Stores `record` (stamped now), outdating any copy the run's executor keeps.
     void put_run(WriteContext& w, std::uint64_t run, RunRecord& record);
+    /// put_run by the run's executor (this poll holds the run), which moves
+    /// the record, stamped, into `kept` for the instance to keep.
+    void put_own_run(WriteContext& w, std::uint64_t run, RunRecord& record, KeptRecord& kept);
+    /// Stamps and stores `record`, outdating nothing: only for the executor.
+    void store_run(WriteContext& w, std::uint64_t run, RunRecord& record);
+    /// The record of the run `instance` executes, in the write `w`: the one
+    /// it kept, if the record epoch has not moved since; else read and
+    /// decoded (nullopt if there is none; FormatError if damaged).
+    std::optional<RunRecord> read_own_run(WriteContext& w, const RunInstance& instance) const;
     void append_journal(WriteContext& w, std::uint64_t run, RunRecord& record, const JournalEntry& entry);
     /// Drops signals still buffered for a finished run, with an event each.
     void drop_inbox(WriteContext& w, std::uint64_t run, const RunRecord& record);
@@ -131,7 +143,7 @@ private:
     /// runs it wakes for this poll in that commit (attempt counted, run lock
     /// taken): they go to `woken` with their records as that commit stored
     /// them. True if more timers are due.
-    bool fire_timer_round(PollResult& result, std::map<std::uint64_t, RunRecord>& woken);
+    bool fire_timer_round(PollResult& result, std::map<std::uint64_t, KeptRecord>& woken);
     /// Takes `runs` (sorted, distinct) for this process: marks them executing
     /// and takes their run locks, a stretch of numbers at a time. Returns
     /// those taken; runs another thread of this process executes are left,
@@ -158,7 +170,7 @@ private:
     /// held since kept unchanged), used instead of reading them again.
     Claim load_claimed(const std::vector<std::uint64_t>& runs, std::set<std::uint64_t>& skip,
                        std::vector<std::string>& problems, bool counted,
-                       std::map<std::uint64_t, RunRecord>* committed = nullptr);
+                       std::map<std::uint64_t, KeptRecord>* committed = nullptr);
     /// Commits the claimed runs' attempts (and the quarantines) before any of
     /// their code runs; drops runs that changed meanwhile.
     void count_attempts(Claim& claim, std::set<std::uint64_t>& skip);

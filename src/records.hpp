@@ -85,6 +85,7 @@ struct ParkState {
     std::int64_t deadline_us = 0;  // 0: none
     std::int64_t since_us = 0;
     std::uint32_t seq = 0;       // journal position of the park entry
+    bool operator==(const ParkState&) const = default;
 };
 
 struct RunRecord {
@@ -106,6 +107,7 @@ struct RunRecord {
     /// the run last committed progress. Above 1, earlier ones were cut short:
     /// the process died. Reset by every commit of the run's own progress.
     std::uint32_t attempts = 0;
+    bool operator==(const RunRecord&) const = default;
 };
 
 std::string encode(const RunRecord&, std::uint64_t run);

@@ -27,6 +27,13 @@ namespace abide::detail {
 
 class EngineCore;
 
+/// A run's record as its executor's own commit stored it, and the record
+/// epoch right after that write (WriteContext::record_epoch).
+struct KeptRecord {
+    RunRecord record;
+    std::uint64_t epoch = 0;
+};
+
 struct Request {
     enum class Kind { none, append, park, finish };
     Kind kind = Kind::none;
@@ -62,6 +69,12 @@ public:
     bool finished() const noexcept { return fiber_.finished(); }
     /// Unwinds a parked fiber; afterwards finished() is true. Idempotent.
     void unwind() noexcept;
+    /// The run's record as this instance's last commit stored it (see
+    /// EngineCore::read_own_run), or nullptr. Kept while the run executes;
+    /// dropped when it parks, since what wakes it rewrites the record.
+    const KeptRecord* kept_record() const noexcept { return kept_ ? &*kept_ : nullptr; }
+    void keep_record(KeptRecord&& kept) { kept_ = std::move(kept); }
+    void drop_record() noexcept { kept_.reset(); }
 
     // ---- fiber side (called by Context) ----
     json run_step(std::string_view name, const StepOptions& options, function_ref<json(StepContext&)> body);
@@ -111,6 +124,7 @@ private:
     std::vector<JournalEntry> journal_;
     std::size_t cursor_ = 0;
     Request request_;
+    std::optional<KeptRecord> kept_;
     Fiber fiber_;
     /// Set by unwind(). Every ctx call then raises FiberUnwind; a parked
     /// wait sees it when it resumes. An evicted run pays this unwind once,

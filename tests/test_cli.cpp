@@ -552,6 +552,36 @@ TEST_CASE("abide signal after the wait's deadline is refused as too_late with ex
     CHECK(host.engine.result<std::string>("r-hurried") == "timed_out");
 }
 
+TEST_CASE("a run executing in one process sees a cancel that another process committed between its commits",
+          "[cli][cancel]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    Cli cli{dir};
+    auto options = test::test_options(dir, clock);
+    std::vector<int> exits;
+    options.on_event = [&](const Event& e) {
+        // Between two commits of the poll that executes the run, `abide
+        // cancel` commits in another process.
+        if (e.type == EventType::step_completed && e.name == "first")
+            exits.push_back(cli({"cancel", e.run_id, "--reason", "from another process"}).code);
+    };
+    Engine engine(options);
+    engine
+        .define("steps_then_wait",
+                [](Context& ctx) -> std::string {
+                    ctx.step("first", [] { return 1; });
+                    ctx.step("second", [] { return 2; });
+                    return ctx.wait_for_signal<Decision>("decision", 1h)->status;
+                })
+        .signal<Decision>("decision");
+    (void)engine.start("steps_then_wait", json(), {.run_id = "r-cancelled-elsewhere"});
+    engine.poll();
+    CHECK(exits == std::vector<int>{0});
+    const auto info = engine.status("r-cancelled-elsewhere");
+    REQUIRE(info);
+    CHECK(info->status == RunStatus::cancelled);
+}
+
 TEST_CASE("abide cancel asks a waiting run to stop, and repeats and finished runs are refused", "[cli]") {
     Host host;
     auto r = host.cli({"cancel", "r-wait", "--reason", "customer withdrew"});

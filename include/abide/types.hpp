@@ -52,6 +52,7 @@ struct ErrorInfo {
     std::string id;    ///< abide error id, or "abide.workflow.exception"
     std::string type;  ///< C++ exception type
     std::string message;
+    bool operator==(const ErrorInfo&) const = default;
 };
 
 /// A run as stored, read without replaying anything.
