@@ -57,23 +57,27 @@ def row(label, bench, dur, fid, unit, commits=None, extra="", shown=None):
 
 print("| question | durability | unit | abide | raw LMDB | abide / LMDB |")
 print("| --- | --- | --- | --: | --: | --: |")
-R='refund'
-row("refund: start → waiting, 256 in flight (start_batch + poll)", R, 'synced', 'start_to_waiting_w256', 'runs/s', 'start_to_waiting_w256_commits')
-row("refund: start → waiting, 256 in flight (start_batch + poll)", R, 'unsynced', 'start_to_waiting_w256', 'runs/s')
-row("refund: decision → completed, 256 in flight (signal_batch + poll)", R, 'synced', 'decision_to_completed_w256', 'runs/s', 'decision_to_completed_w256_commits')
-row("refund: decision → completed, 256 in flight (signal_batch + poll)", R, 'unsynced', 'decision_to_completed_w256', 'runs/s')
-row("refund: start → waiting, 256 in flight, 2 host threads (batches of 128, each thread polls)", R, 'synced', 'start_to_waiting_w256_hosts2', 'runs/s', 'start_to_waiting_w256_hosts2_commits')
-row("refund: start → waiting, 256 in flight, 2 host threads", R, 'unsynced', 'start_to_waiting_w256_hosts2', 'runs/s')
-row("refund: decision → completed, 256 in flight, 2 host threads (batches of 128, each thread polls)", R, 'synced', 'decision_to_completed_w256_hosts2', 'runs/s', 'decision_to_completed_w256_hosts2_commits')
-row("refund: decision → completed, 256 in flight, 2 host threads", R, 'unsynced', 'decision_to_completed_w256_hosts2', 'runs/s')
-row("refund: start → waiting, 1 in flight", R, 'synced', 'start_to_waiting_w1', 'runs/s', 'start_to_waiting_w1_commits')
-row("refund: start → waiting, 1 in flight", R, 'unsynced', 'start_to_waiting_w1', 'runs/s')
-row("refund: decision → completed, 1 in flight", R, 'synced', 'decision_to_completed_w1', 'runs/s', 'decision_to_completed_w1_commits')
-row("refund: decision → completed, 1 in flight", R, 'unsynced', 'decision_to_completed_w1', 'runs/s')
-row("refund: start → waiting latency p50, single run", R, 'synced', 'start_to_waiting_p50', 'ms')
-row("refund: start → waiting latency p99, single run", R, 'synced', 'start_to_waiting_p99', 'ms')
-row("refund: decision → completed latency p50, single run", R, 'synced', 'decision_to_completed_p50', 'ms')
-row("refund: decision → completed latency p99, single run", R, 'synced', 'decision_to_completed_p99', 'ms')
+R = "refund"
+PHASES = (("start → waiting", "start_to_waiting", "start_batch"),
+          ("decision → completed", "decision_to_completed", "signal_batch"))
+
+
+def synced_and_unsynced(label, fid, synced_detail=""):
+    """A refund rate both ways; the synced row also names its commits per run."""
+    row(label + synced_detail, R, "synced", fid, "runs/s", fid + "_commits")
+    row(label, R, "unsynced", fid, "runs/s")
+
+
+for phase, fid, call in PHASES:
+    synced_and_unsynced(f"refund: {phase}, 256 in flight ({call} + poll)", f"{fid}_w256")
+for phase, fid, _ in PHASES:
+    synced_and_unsynced(f"refund: {phase}, 256 in flight, 2 host threads", f"{fid}_w256_hosts2",
+                        " (batches of 128, each thread polls)")
+for phase, fid, _ in PHASES:
+    synced_and_unsynced(f"refund: {phase}, 1 in flight", f"{fid}_w1")
+for phase, fid, _ in PHASES:
+    for p in ("p50", "p99"):
+        row(f"refund: {phase} latency {p}, single run", R, "synced", f"{fid}_{p}", "ms")
 row("refund: decision → completed, 8 threads call signal(), one thread polls", R, 'synced', 'decision_to_completed_threads8', 'runs/s', 'decision_to_completed_threads8_commits')
 row("refund: decision → completed, 8 threads call signal(), one thread polls", R, 'unsynced', 'decision_to_completed_threads8', 'runs/s', 'decision_to_completed_threads8_commits')
 row("step: first execution (one commit per step)", 'step', 'synced', 'first_ns_per_step', 'ns/step')

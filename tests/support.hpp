@@ -176,4 +176,34 @@ inline RunInfo failed_run(const Engine& engine, std::string_view run) {
     return *info;
 }
 
+/// Starts a run of two steps ("first", "second") and a wait for signal
+/// "decision", and executes it with one poll of an engine whose on_event
+/// calls `act(engine, run id)` once: after the commit of step "first" and
+/// before that of "second", between two commits of the poll that executes
+/// the run. Returns the run as it stands after that poll.
+inline RunInfo act_between_commits(const TempDir& dir, const ManualClock& clock,
+                                   const std::function<void(Engine&, const std::string&)>& act) {
+    auto options = test_options(dir, clock);
+    Engine* self = nullptr;
+    options.on_event = [&](const Event& e) {
+        if (self && e.type == EventType::step_completed && e.name == "first") act(*self, e.run_id);
+    };
+    Engine engine(options);
+    self = &engine;
+    engine
+        .define("steps_then_wait",
+                [](Context& ctx) -> std::string {
+                    ctx.step("first", [] { return 1; });
+                    ctx.step("second", [] { return 2; });
+                    return ctx.wait_for_signal<Decision>("decision", std::chrono::hours(1))->status;
+                })
+        .signal<Decision>("decision");
+    const std::string run = engine.start("steps_then_wait").id;
+    engine.poll();
+    auto info = engine.status(run);
+    REQUIRE(info);
+    CHECK(count_events(engine, run, EventType::step_completed) == 2);
+    return *info;
+}
+
 }  // namespace abide::test

@@ -557,29 +557,12 @@ TEST_CASE("a run executing in one process sees a cancel that another process com
     test::TempDir dir;
     test::ManualClock clock;
     Cli cli{dir};
-    auto options = test::test_options(dir, clock);
     std::vector<int> exits;
-    options.on_event = [&](const Event& e) {
-        // Between two commits of the poll that executes the run, `abide
-        // cancel` commits in another process.
-        if (e.type == EventType::step_completed && e.name == "first")
-            exits.push_back(cli({"cancel", e.run_id, "--reason", "from another process"}).code);
-    };
-    Engine engine(options);
-    engine
-        .define("steps_then_wait",
-                [](Context& ctx) -> std::string {
-                    ctx.step("first", [] { return 1; });
-                    ctx.step("second", [] { return 2; });
-                    return ctx.wait_for_signal<Decision>("decision", 1h)->status;
-                })
-        .signal<Decision>("decision");
-    (void)engine.start("steps_then_wait", json(), {.run_id = "r-cancelled-elsewhere"});
-    engine.poll();
+    const RunInfo run = test::act_between_commits(dir, clock, [&](Engine&, const std::string& id) {
+        exits.push_back(cli({"cancel", id, "--reason", "from another process"}).code);
+    });
     CHECK(exits == std::vector<int>{0});
-    const auto info = engine.status("r-cancelled-elsewhere");
-    REQUIRE(info);
-    CHECK(info->status == RunStatus::cancelled);
+    CHECK(run.status == RunStatus::cancelled);
 }
 
 TEST_CASE("abide cancel asks a waiting run to stop, and repeats and finished runs are refused", "[cli]") {

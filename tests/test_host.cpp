@@ -551,34 +551,14 @@ TEST_CASE("on_event sees every event after its commit and may call the engine", 
 }
 
 TEST_CASE("a cancel made while its run executes, between two of its commits, is not lost", "[events][callback][cancel]") {
-    // on_event runs after each commit, between the rounds of the poll that
-    // executes the run: the cancel's write must reach the run's next commit.
     test::TempDir dir;
     test::ManualClock clock;
-    auto options = test::test_options(dir, clock);
-    Engine* self = nullptr;
     std::vector<CancelOutcome> outcomes;
-    options.on_event = [&](const Event& e) {
-        if (self && e.type == EventType::step_completed && e.name == "first")
-            outcomes.push_back(self->cancel(e.run_id, "changed my mind").outcome);
-    };
-    Engine engine(options);
-    self = &engine;
-    engine
-        .define("steps_then_wait",
-                [](Context& ctx) -> std::string {
-                    ctx.step("first", [] { return 1; });
-                    ctx.step("second", [] { return 2; });
-                    return ctx.wait_for_signal<Decision>("decision", 1h)->status;
-                })
-        .signal<Decision>("decision");
-    const std::string run = engine.start("steps_then_wait").id;
-    engine.poll();
+    const RunInfo run = test::act_between_commits(dir, clock, [&](Engine& engine, const std::string& id) {
+        outcomes.push_back(engine.cancel(id, "changed my mind").outcome);
+    });
     CHECK(outcomes == std::vector<CancelOutcome>{CancelOutcome::requested});
-    const auto info = engine.status(run);
-    REQUIRE(info);
-    CHECK(info->status == RunStatus::cancelled);
-    CHECK(test::count_events(engine, run, EventType::step_completed) == 2);
+    CHECK(run.status == RunStatus::cancelled);
 }
 
 // ---- trace -----------------------------------------------------------------------
