@@ -79,11 +79,13 @@ public:
     ByteWriter(const ByteWriter&) = delete;
     ByteWriter& operator=(const ByteWriter&) = delete;
 
-    void u8(std::uint8_t v) {
+    // The field writers are always inlined: a record has a dozen fields, and
+    // a call for each cost more than the bytes it writes.
+    [[gnu::always_inline]] void u8(std::uint8_t v) {
         reserve(1);
         (*out_)[pos_++] = static_cast<char>(v);
     }
-    void varint(std::uint64_t v) {
+    [[gnu::always_inline]] void varint(std::uint64_t v) {
         // Most varints (lengths, kinds, small deltas) are one byte.
         if (v < 0x80 && pos_ < out_->size()) [[likely]] {
             (*out_)[pos_++] = static_cast<char>(v);
@@ -99,38 +101,43 @@ public:
         pos_ = static_cast<std::size_t>(p - out_->data());
     }
     /// Signed values (times, which may precede 1970) zig-zag encoded.
-    void svarint(std::int64_t v) {
+    [[gnu::always_inline]] void svarint(std::int64_t v) {
         varint((static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63));
     }
-    void str(std::string_view s) {
+    [[gnu::always_inline]] void str(std::string_view s) {
         varint(s.size());
         reserve(s.size());
         if (!s.empty()) std::memcpy(out_->data() + pos_, s.data(), s.size());
         pos_ += s.size();
     }
-    /// Adds the checksum; `key`: the key the record is stored under. The
-    /// record is then the whole buffer (valid until the buffer's next use).
+    /// Adds the checksum; `key`: the key the record is stored under. Returns
+    /// the record: the start of the buffer (valid until the buffer's next
+    /// use), which keeps its size, so that the next record need not grow it.
     std::string_view seal(std::string_view key) && {
         const std::uint32_t c = crc32c(out_->data(), pos_, crc32c(key.data(), key.size()));
         reserve(4);
         for (int shift = 24; shift >= 0; shift -= 8) (*out_)[pos_++] = static_cast<char>((c >> shift) & 0xff);
-        out_->resize(pos_);
-        return *out_;
+        return {out_->data(), pos_};
     }
-    /// seal(key), handing over the record's string.
+    /// seal(key), handing over the record's string, cut to the record.
     std::string finish(std::string_view key) && {
         (void)std::move(*this).seal(key);
+        out_->resize(pos_);
         return std::move(*out_);
     }
 
 private:
     void begin(std::uint8_t version) {
-        out_->resize(std::max<std::size_t>(out_->capacity(), 128));  // the whole capacity is room to write
+        // Room to write is the string's size; a reused buffer keeps the size
+        // its records needed, and only a small one is grown (and zeroed).
+        if (out_->size() < 128) out_->resize(std::max<std::size_t>(out_->capacity(), 128));
         u8(version);
     }
-    void reserve(std::size_t n) {
-        if (pos_ + n > out_->size()) out_->resize(std::max(out_->size() * 2, pos_ + n));
+    [[gnu::always_inline]] void reserve(std::size_t n) {
+        if (pos_ + n > out_->size()) [[unlikely]]
+            grow(n);
     }
+    [[gnu::noinline]] void grow(std::size_t n) { out_->resize(std::max(out_->size() * 2, pos_ + n)); }
     std::string own_;
     std::string* out_;
     std::size_t pos_ = 0;

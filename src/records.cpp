@@ -117,7 +117,7 @@ JournalEntry decode_journal_layout_2(ByteReader& r) {
 
 std::string encode(const JournalEntry& e, std::uint64_t run, std::uint32_t seq, std::int64_t base_us) {
     std::string out;
-    (void)encode(e, run, seq, base_us, out);
+    out.resize(encode(e, run, seq, base_us, out).size());  // the record is the buffer's start
     return out;
 }
 
@@ -321,7 +321,7 @@ std::string dump_stored_json(const json& value) {
 
 std::string encode(const RunRecord& run, std::uint64_t number) {
     std::string out;
-    (void)encode(run, number, out);
+    out.resize(encode(run, number, out).size());  // the record is the buffer's start
     return out;
 }
 
@@ -437,7 +437,7 @@ enum EventFlags : std::uint8_t {
 std::string encode_event(const Event& ev, const EventRun& run, std::uint64_t seq, std::string_view data_json,
                          std::optional<FromEntry> from) {
     std::string out;
-    (void)encode_event(ev, run, seq, data_json, from, out);
+    out.resize(encode_event(ev, run, seq, data_json, from, out).size());  // the record is the buffer's start
     return out;
 }
 
