@@ -14,7 +14,6 @@
 
 #include <fmt/format.h>
 
-#include <atomic>
 #include <stdexcept>
 
 using namespace abide_bench;
@@ -38,10 +37,9 @@ double ns_per(double seconds, std::size_t n) { return seconds * 1e9 / static_cas
 void measure(const Args& args, const Scratch& scratch, std::size_t n, std::size_t iterations, Report& report) {
     // Twin engines (see run_twin): `recorded` feeds the baseline, `timed` is timed.
     const fs::path db = scratch.file("timers.db");
-    std::atomic<std::int64_t> now_us{
-        std::chrono::duration_cast<std::chrono::microseconds>(abide::Clock::now().time_since_epoch()).count()};
+    SteppedClock clock;
     auto options = engine_options(db, args.durability);
-    options.clock = [&now_us] { return abide::TimePoint(std::chrono::microseconds(now_us.load())); };
+    options.clock = clock.clock();
     abide::Engine recorded(options);
     options.path = scratch.file("timers-timed.db");
     abide::Engine engine(options);  // the timed one
@@ -92,7 +90,7 @@ void measure(const Args& args, const Scratch& scratch, std::size_t n, std::size_
     }
 
     // ---- advance the clock past every deadline; one poll fires them all ----
-    now_us += std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::hours(2)).count();
+    clock.advance(std::chrono::hours(2));
     Elapsed fire;
     TwinResult twin = run_twin(recorded, engine, [&](abide::Engine& e, bool) {
         Stopwatch sw;

@@ -151,6 +151,13 @@ double percentile(std::vector<double> samples, double p) {
 
 double median(std::vector<double> samples) { return percentile(std::move(samples), 50); }
 
+SteppedClock::SteppedClock()
+    : now_us_(std::chrono::duration_cast<std::chrono::microseconds>(abide::Clock::now().time_since_epoch()).count()) {}
+
+std::function<abide::TimePoint()> SteppedClock::clock() {
+    return [this] { return abide::TimePoint(std::chrono::microseconds(now_us_.load())); };
+}
+
 namespace {
 
 /// A "Name:   123 kB" line of /proc/self/status, in bytes (0 if absent).

@@ -18,6 +18,7 @@
 
 #include "storage.hpp"  // abide::detail::write_tap, Db (from ${PROJECT_SOURCE_DIR}/src)
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -82,6 +83,20 @@ private:
     double cpu_ = 0;
 };
 double cpu_seconds();
+
+/// An EngineOptions::clock that stands still at the time it was made until
+/// advance() moves it: timers fall due when a benchmark says so.
+class SteppedClock {
+public:
+    SteppedClock();
+    /// For EngineOptions::clock; this object must outlive the engine.
+    std::function<abide::TimePoint()> clock();
+    void advance(std::chrono::microseconds by) { now_us_ += by.count(); }
+
+private:
+    std::atomic<std::int64_t> now_us_;
+};
+
 /// Nearest-rank percentile (p in 0..100) of the samples.
 double percentile(std::vector<double> samples, double p);
 double median(std::vector<double> samples);

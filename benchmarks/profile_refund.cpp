@@ -32,7 +32,6 @@
 
 #include <fmt/format.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <stdexcept>
@@ -83,9 +82,8 @@ int body(int argc, char** argv) {
     if (cache_size < 0) throw std::runtime_error("--cache-size is a number of runs, 0 or more");
     options.cache_size = static_cast<std::size_t>(cache_size);
     // The engine's clock, moved by the timeout phase.
-    std::atomic<std::int64_t> now_us{
-        std::chrono::duration_cast<std::chrono::microseconds>(abide::Clock::now().time_since_epoch()).count()};
-    options.clock = [&now_us] { return abide::TimePoint(std::chrono::microseconds(now_us.load())); };
+    SteppedClock clock;
+    options.clock = clock.clock();
     abide::Engine engine(options);
     define_refund(engine);
     Stopwatch sw;
@@ -93,7 +91,7 @@ int body(int argc, char** argv) {
         start_phase(engine, runs);
     } else if (phase == "timeout") {
         start_waiting_runs(engine, "w-", 0, runs, window);  // setup, outside timeout_phase
-        now_us += std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::hours(8 * 24)).count();
+        clock.advance(std::chrono::hours(8 * 24));
         sw.start();
         timeout_phase(engine, runs);
     } else {

@@ -65,11 +65,12 @@ private:
     std::size_t size_ = 0;
 };
 
-/// Appends fields to a record; finish(key) adds the checksum. Writes through a
-/// raw pointer into a buffer it grows itself: records are built on every
-/// step, and per-byte string appends cost more than the fields. A writer given
-/// a caller's buffer (a commit's scratch, WriteContext::scratch) reuses its
-/// capacity, so a batch's thousands of records do not allocate one each.
+/// Appends fields to a record; seal(key) or finish(key) adds the checksum.
+/// Writes through a raw pointer into a buffer it grows itself: records are
+/// built on every step, and per-byte string appends cost more than the
+/// fields. A writer given a caller's buffer (a commit's scratch,
+/// WriteContext::scratch) reuses its capacity, so a batch's thousands of
+/// records do not allocate one each.
 class ByteWriter {
 public:
     /// Builds the record in a string of its own (finish returns it).

@@ -57,7 +57,8 @@ public:
     std::uint64_t new_number(Db db);
     /// Where this transaction's records are built before LMDB copies them
     /// in: one buffer, so a batch does not allocate a string per record.
-    /// Its content is valid until the next record is built in it.
+    /// The record is the view its encoder returns (the buffer's start), valid
+    /// until the next record is built here.
     std::string& scratch() noexcept { return scratch_; }
 
     /// The run-record epoch. The thread executing a run keeps the record its

@@ -109,8 +109,10 @@ std::optional<RunRecord> EngineCore::read_own_run(WriteContext& w, const RunInst
     const std::uint64_t run = instance.run_number();
     if (const KeptRecord* kept = instance.kept_record(); kept && kept->epoch == w.record_epoch()) {
         // Debug builds check the invariant: nothing has changed the record since.
-        assert(w.txn.get(Db::runs, run_key(run)) &&
-               decode_run_record(*w.txn.get(Db::runs, run_key(run)), run) == kept->record);
+        assert([&] {
+            const auto stored = w.txn.get(Db::runs, run_key(run));
+            return stored && decode_run_record(*stored, run) == kept->record;
+        }());
         return kept->record;
     }
     auto raw = w.txn.get(Db::runs, run_key(run));
@@ -340,7 +342,10 @@ void EngineCore::apply_request(WriteContext& w, const RunInstance& instance, Out
                 out.kind = Outcome::Kind::parked;
             }
             record.attempts = 0;
-            put_own_run(w, run, record, out.kept.emplace());
+            if (out.kind == Outcome::Kind::parked)
+                store_run(w, run, record);  // what wakes it rewrites the record: nothing to keep
+            else
+                put_own_run(w, run, record, out.kept.emplace());
             return;
         }
         case Request::Kind::finish: {

@@ -115,10 +115,21 @@ JournalEntry decode_journal_layout_2(ByteReader& r) {
 
 }  // namespace
 
-std::string encode(const JournalEntry& e, std::uint64_t run, std::uint32_t seq, std::int64_t base_us) {
+namespace {
+
+/// A record in a string of its own: `build(buffer)` encodes into a buffer
+/// and returns the record, which is the buffer's start (see ByteWriter::seal).
+template <class Build>
+std::string own_record(const Build& build) {
     std::string out;
-    out.resize(encode(e, run, seq, base_us, out).size());  // the record is the buffer's start
+    out.resize(build(out).size());
     return out;
+}
+
+}  // namespace
+
+std::string encode(const JournalEntry& e, std::uint64_t run, std::uint32_t seq, std::int64_t base_us) {
+    return own_record([&](std::string& out) { return encode(e, run, seq, base_us, out); });
 }
 
 std::string_view encode(const JournalEntry& e, std::uint64_t run, std::uint32_t seq, std::int64_t base_us,
@@ -320,9 +331,7 @@ std::string dump_stored_json(const json& value) {
 }
 
 std::string encode(const RunRecord& run, std::uint64_t number) {
-    std::string out;
-    out.resize(encode(run, number, out).size());  // the record is the buffer's start
-    return out;
+    return own_record([&](std::string& out) { return encode(run, number, out); });
 }
 
 std::string_view encode(const RunRecord& run, std::uint64_t number, std::string& buffer) {
@@ -436,9 +445,7 @@ enum EventFlags : std::uint8_t {
 
 std::string encode_event(const Event& ev, const EventRun& run, std::uint64_t seq, std::string_view data_json,
                          std::optional<FromEntry> from) {
-    std::string out;
-    out.resize(encode_event(ev, run, seq, data_json, from, out).size());  // the record is the buffer's start
-    return out;
+    return own_record([&](std::string& out) { return encode_event(ev, run, seq, data_json, from, out); });
 }
 
 std::string_view encode_event(const Event& ev, const EventRun& run, std::uint64_t seq, std::string_view data_json,
