@@ -3,6 +3,7 @@
 #include <abide/errors.hpp>
 
 #include <array>
+#include <atomic>
 #include <cstring>
 
 namespace abide::detail {
@@ -71,18 +72,28 @@ __attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42(const void* data, s
 
 using crc_function = std::uint32_t (*)(const void*, std::size_t, std::uint32_t);
 
-crc_function pick_crc32c() {
+std::uint32_t crc32c_first(const void* data, std::size_t size, std::uint32_t seed);
+
+// The implementation for this CPU, chosen at the first call (crc32c_first),
+// in any thread: a function-local static would check its guard at every
+// call, and records take two calls each. Constant-initialized, so it is
+// usable from any other static initializer.
+std::atomic<crc_function> chosen_crc32c{crc32c_first};
+
+std::uint32_t crc32c_first(const void* data, std::size_t size, std::uint32_t seed) {
+    crc_function pick = crc32c_portable;
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("sse4.2")) return crc32c_sse42;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("sse4.2")) pick = crc32c_sse42;
 #endif
-    return crc32c_portable;
+    chosen_crc32c.store(pick, std::memory_order_relaxed);  // every thread picks the same
+    return pick(data, size, seed);
 }
 
 }  // namespace
 
 std::uint32_t crc32c(const void* data, std::size_t size, std::uint32_t seed) {
-    static const crc_function chosen = pick_crc32c();
-    return chosen(data, size, seed);
+    return chosen_crc32c.load(std::memory_order_relaxed)(data, size, seed);
 }
 
 ByteReader::ByteReader(std::string_view record, std::string_view key, RecordName what)

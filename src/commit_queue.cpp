@@ -9,18 +9,28 @@
 
 namespace abide::detail {
 
-std::uint64_t WriteContext::new_number(Db db) {
+std::uint64_t WriteContext::next_number(Db db) {
     auto& next = next_number_[static_cast<std::size_t>(db)];
     if (!next) next = next_sequence(txn, db);
-    return (*next)++;
+    return *next;
 }
 
-std::uint64_t WriteContext::emit(EventRun run, Event event, std::string_view data_json, std::optional<FromEntry> from) {
+std::uint64_t WriteContext::new_number(Db db) {
+    const std::uint64_t number = next_number(db);
+    ++*next_number_[static_cast<std::size_t>(db)];
+    return number;
+}
+
+std::uint64_t WriteContext::emit(std::uint64_t run, const RunRecord& record, Event event, std::string_view data_json,
+                                 std::optional<FromEntry> from) {
     event.seq = new_number(Db::events);
     event.at = from_micros(now_us);
-    txn.put_new(Db::events, event_key(event.seq), encode_event(event, run, event.seq, data_json, from, scratch_));
+    txn.put_new(Db::events, event_key(event.seq),
+                encode_event(event, {run, record.created_us}, event.seq, data_json, from, scratch_));
     const std::uint64_t seq = event.seq;
     if (keep_events_) {
+        event.run_id = record.id;
+        event.workflow = record.workflow;
         if (!data_json.empty()) event.data = parse_stored_json(data_json);
         events_.push_back(std::move(event));
     }

@@ -23,6 +23,7 @@
 #include <abide/types.hpp>
 
 #include <array>
+#include <bitset>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -39,15 +40,19 @@ namespace abide::detail {
 class WriteContext {
 public:
     WriteContext(Txn& transaction, std::int64_t now, bool keep_events, std::uint64_t& record_epoch)
-        : txn(transaction), now_us(now), keep_events_(keep_events), record_epoch_(record_epoch) {}
+        : txn(transaction), now_us(now), keep_events_(keep_events), txn_id_(transaction.id()),
+          record_epoch_(record_epoch) {}
     Txn& txn;
     const std::int64_t now_us;
-    /// Appends an event of `run` to the durable event log (stamped now);
-    /// returns its seq. `data_json`, when given, is the event's data as JSON
-    /// text (stored as is, so callers holding text need not parse it);
-    /// otherwise event.data is used. `from`: the event tells of that journal
-    /// entry, written in this transaction, and stores a reference to it.
-    std::uint64_t emit(EventRun run, Event event, std::string_view data_json = {},
+    /// Appends an event of the run numbered `run`, whose record is `record`,
+    /// to the durable event log (stamped now); returns its seq. The stored
+    /// event names its run by number; the run's id and workflow are copied
+    /// into the event only when a callback will see it. `data_json`, when
+    /// given, is the event's data as JSON text (stored as is, so callers
+    /// holding text need not parse it); otherwise event.data is used.
+    /// `from`: the event tells of that journal entry, written in this
+    /// transaction, and stores a reference to it.
+    std::uint64_t emit(std::uint64_t run, const RunRecord& record, Event event, std::string_view data_json = {},
                        std::optional<FromEntry> from = {});
     std::vector<Event> take_events() { return std::move(events_); }
     /// A new number of a table keyed by a growing sequence (runs, events):
@@ -55,6 +60,8 @@ public:
     /// counted on, so a batch of starts or events opens one cursor, not one
     /// each.
     std::uint64_t new_number(Db db);
+    /// The number new_number(db) would give, not taken.
+    std::uint64_t next_number(Db db);
     /// Where this transaction's records are built before LMDB copies them
     /// in: one buffer, so a batch does not allocate a string per record.
     /// The record is the view its encoder returns (the buffer's start), valid
@@ -72,12 +79,26 @@ public:
     std::uint64_t record_epoch() const noexcept { return record_epoch_; }
     void record_changed() noexcept { ++record_epoch_; }
 
+    /// Notes that this transaction stores `run`'s record (EngineCore::store_run,
+    /// the one place that rewrites a run record, calls it).
+    void run_stored(std::uint64_t run) noexcept { stored_runs_.set(run % stored_runs_.size()); }
+    /// True if `run`'s record, as read in the snapshot of the commit
+    /// `snapshot_txn`, is still its record here: this transaction directly
+    /// follows that commit (nothing, in this or another process, committed
+    /// in between) and has not stored the record yet. The stored set is a
+    /// filter, so a collision only makes the caller read the record.
+    bool snapshot_current(std::uint64_t snapshot_txn, std::uint64_t run) const noexcept {
+        return txn_id_ == snapshot_txn + 1 && !stored_runs_.test(run % stored_runs_.size());
+    }
+
 private:
     std::array<std::optional<std::uint64_t>, static_cast<std::size_t>(Db::count_)> next_number_{};
     bool keep_events_;
     std::vector<Event> events_;
     std::string scratch_;
+    std::uint64_t txn_id_;
     std::uint64_t& record_epoch_;
+    std::bitset<4096> stored_runs_;  // run numbers modulo 4096: see run_stored
 };
 
 class CommitQueue {

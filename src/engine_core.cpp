@@ -94,6 +94,7 @@ void EngineCore::put_run(WriteContext& w, std::uint64_t run, RunRecord& record) 
 
 void EngineCore::store_run(WriteContext& w, std::uint64_t run, RunRecord& record) {
     record.updated_us = w.now_us;
+    w.run_stored(run);
     w.txn.put(Db::runs, run_key(run), encode(record, run, w.scratch()));
 }
 
@@ -105,16 +106,23 @@ void EngineCore::put_own_run(WriteContext& w, std::uint64_t run, RunRecord& reco
     kept.epoch = w.record_epoch();
 }
 
+const RunRecord& EngineCore::known_current(WriteContext& w, std::uint64_t run, const RunRecord& record) const {
+    // Debug builds check the invariant: nothing has changed the record since.
+    assert([&] {
+        const auto stored = w.txn.get(Db::runs, run_key(run));
+        return stored && decode_run_record(*stored, run) == record;
+    }());
+    (void)w;
+    (void)run;
+    return record;
+}
+
 std::optional<RunRecord> EngineCore::read_own_run(WriteContext& w, const RunInstance& instance) const {
     const std::uint64_t run = instance.run_number();
-    if (const KeptRecord* kept = instance.kept_record(); kept && kept->epoch == w.record_epoch()) {
-        // Debug builds check the invariant: nothing has changed the record since.
-        assert([&] {
-            const auto stored = w.txn.get(Db::runs, run_key(run));
-            return stored && decode_run_record(*stored, run) == kept->record;
-        }());
-        return kept->record;
-    }
+    const KeptRecord* kept = instance.kept_record();
+    if (kept && (kept->snapshot_txn != 0 ? w.snapshot_current(kept->snapshot_txn, run)
+                                         : kept->epoch == w.record_epoch()))
+        return known_current(w, run, kept->record);
     auto raw = w.txn.get(Db::runs, run_key(run));
     if (!raw) return std::nullopt;
     return decode_run_record(*raw, run);
@@ -144,24 +152,25 @@ void EngineCore::clear_park(WriteContext& w, std::uint64_t run, RunRecord& recor
     record.park.reset();
 }
 
-Event EngineCore::event_for(EventType type, const RunRecord& record, std::string name) const {
+Event EngineCore::make_event(EventType type, std::string name) {
+    // The run's id and workflow are filled in by WriteContext::emit, and only
+    // for the on_event callback: the stored event names its run by number.
     Event e;
     e.type = type;
-    e.run_id = record.id;
-    e.workflow = record.workflow;
     e.name = std::move(name);
     return e;
 }
 
 namespace {
 
-/// The event that says how a park ended.
-Event wake_event(Event base, WaitKind parked_on, const JournalEntry& wake) {
+/// The event that says how a park of the run `run_id` ended.
+Event wake_event(Event base, std::string_view run_id, WaitKind parked_on, const JournalEntry& wake) {
     switch (wake.reason) {
         case WakeReason::payload:
             if (parked_on == WaitKind::suspend) {
                 base.type = EventType::resumed;
-                base.topic = base.name + "/" + base.run_id;
+                base.topic = base.name + "/";
+                base.topic += run_id;
             } else {
                 base.type = EventType::signal_delivered;
             }
@@ -180,7 +189,7 @@ Event wake_event(Event base, WaitKind parked_on, const JournalEntry& wake) {
 
 void EngineCore::emit_wake(WriteContext& w, std::uint64_t run, const RunRecord& record, WaitKind parked_on,
                            const JournalEntry& wake) {
-    w.emit({run, record.created_us}, wake_event(event_for({}, record, wake.name), parked_on, wake),
+    w.emit(run, record, wake_event(make_event({}, wake.name), record.id, parked_on, wake),
            wake.reason == WakeReason::payload ? std::string_view(wake.value) : std::string_view());
 }
 
@@ -212,9 +221,9 @@ std::optional<JournalEntry> EngineCore::take_buffered(WriteContext& w, std::uint
                                        fmt::format("workflow '{}' declares no signal '{}'", record.workflow, name));
                 if (it != validators.end()) it->second(parse_stored_json(buffered.payload));
             } catch (const std::exception& e) {
-                Event rejected = event_for(EventType::signal_rejected, record, std::string(name));
+                Event rejected = make_event(EventType::signal_rejected, std::string(name));
                 rejected.data = json{{"error", e.what()}, {"signal_id", buffered.signal_id}};
-                w.emit({run, record.created_us}, std::move(rejected));
+                w.emit(run, record, std::move(rejected));
                 continue;
             }
         }
@@ -267,10 +276,10 @@ std::optional<JournalEntry> EngineCore::park_or_wake(WriteContext& w, std::uint6
 
     static constexpr EventType park_events[] = {EventType::waiting, EventType::waiting, EventType::suspended,
                                                 EventType::sleeping, EventType::step_retrying};
-    Event e = event_for(park_events[static_cast<std::size_t>(kind)], record, park.name);
+    Event e = make_event(park_events[static_cast<std::size_t>(kind)], park.name);
     if (kind == WaitKind::suspend) e.topic = park.name + "/" + record.id;
     if (park.deadline_us != 0) e.deadline = from_micros(park.deadline_us);
-    w.emit({run, record.created_us}, std::move(e), wait_data(park), FromEntry{park_seq, true});
+    w.emit(run, record, std::move(e), wait_data(park), FromEntry{park_seq, true});
 
     record.park = std::move(state);
     set_status(w, run, record, RunStatus::waiting);
@@ -285,9 +294,9 @@ void EngineCore::drop_inbox(WriteContext& w, std::uint64_t run, const RunRecord&
         std::string key(c.key());
         InboxEntry buffered = decode_inbox_entry(c.value(), key);
         std::string_view rest = std::string_view(key).substr(prefix.size() + 1);
-        Event e = event_for(EventType::signal_dropped, record, std::string(rest.substr(0, rest.find('\0'))));
+        Event e = make_event(EventType::signal_dropped, std::string(rest.substr(0, rest.find('\0'))));
         e.data = json{{"payload", parse_or_null(buffered.payload)}, {"signal_id", buffered.signal_id}};
-        w.emit({run, record.created_us}, std::move(e));
+        w.emit(run, record, std::move(e));
         w.txn.del(Db::inbox, key);
     }
 }
@@ -312,12 +321,12 @@ void EngineCore::apply_request(WriteContext& w, const RunInstance& instance, Out
             if (record.status == RunStatus::ready) set_status(w, run, record, RunStatus::running);
             // The result itself is in the journal (trace); the event names the step.
             if (req.entry.kind == EntryKind::step_ok) {
-                w.emit({run, record.created_us}, event_for(EventType::step_completed, record, req.entry.name), {},
+                w.emit(run, record, make_event(EventType::step_completed, req.entry.name), {},
                        FromEntry{record.journal_len - 1, false});
             } else if (req.entry.kind == EntryKind::step_error) {
-                Event e = event_for(EventType::step_failed, record, req.entry.name);
+                Event e = make_event(EventType::step_failed, req.entry.name);
                 e.data = json{{"type", req.entry.error_type}, {"message", req.entry.error_message}};
-                w.emit({run, record.created_us}, std::move(e));
+                w.emit(run, record, std::move(e));
             }
             record.attempts = 0;  // progress: this execution was not cut short
             put_own_run(w, run, record, out.kept.emplace());
@@ -358,10 +367,10 @@ void EngineCore::apply_request(WriteContext& w, const RunInstance& instance, Out
                                                           EventType::completed, EventType::completed,
                                                           EventType::completed, EventType::failed,
                                                           EventType::cancelled};
-            Event e = event_for(finish_events[static_cast<std::size_t>(req.final_status)], record);
+            Event e = make_event(finish_events[static_cast<std::size_t>(req.final_status)]);
             if (req.error)
                 e.data = json{{"id", req.error->id}, {"type", req.error->type}, {"message", req.error->message}};
-            w.emit({run, record.created_us}, std::move(e), req.final_status == RunStatus::completed ? std::string_view(req.output)
+            w.emit(run, record, std::move(e), req.final_status == RunStatus::completed ? std::string_view(req.output)
                                                                           : std::string_view());
             record.attempts = 0;
             store_run(w, run, record);  // its own last write: it keeps nothing
@@ -399,9 +408,11 @@ void EngineCore::apply_start(WriteContext& w, const PreparedStart& p, RunHandle&
     const std::string& workflow = p.request->workflow;
     handle.id = p.id;
     handle.created = true;
-    if (auto existing = w.txn.get(Db::run_ids, p.id)) {
+    // The id is indexed to the number a new run gets, unless it names a run already.
+    const std::uint64_t run = w.next_number(Db::runs);
+    if (auto existing = w.txn.put_absent(Db::run_ids, p.id, run_key(run))) {
         const std::uint64_t number = get_be64(*existing);
-        RunRecord old = decode_run_record(*w.txn.get(Db::runs, run_key(number)), number);
+        const RunRecord old = read_run(w.txn, number, p.id);
         if (old.workflow != workflow)
             throw UsageError("abide.run.id_conflict",
                              fmt::format("run id '{}' already belongs to a run of workflow '{}', not '{}'; choose "
@@ -410,16 +421,15 @@ void EngineCore::apply_start(WriteContext& w, const PreparedStart& p, RunHandle&
         handle.created = false;
         return;
     }
-    const std::uint64_t run = w.new_number(Db::runs);
+    (void)w.new_number(Db::runs);  // taken: `run`
     RunRecord record;
     record.id = p.id;
     record.workflow = workflow;
     record.status = RunStatus::ready;
     record.created_us = w.now_us;
     record.input = p.text;
-    w.txn.put(Db::run_ids, record.id, run_key(run));
     w.txn.put(Db::ready, run_key(run), {});
-    w.emit({run, record.created_us}, event_for(EventType::started, record));  // the input is in the run record
+    w.emit(run, record, make_event(EventType::started));  // the input is in the run record
     record.updated_us = w.now_us;
     w.txn.put_new(Db::runs, run_key(run), encode(record, run, w.scratch()));
 }
@@ -451,7 +461,9 @@ std::optional<SignalResult> EngineCore::prepare_signal(Txn& read, const SignalRe
         return refuse(SignalOutcome::invalid_payload,
                       fmt::format("the payload is {} bytes, over max_payload_bytes ({}); nothing was written",
                                   p.text.size(), options.max_payload_bytes));
-    auto record = find_run(read, req.run, &p.run);
+    p.record = find_run(read, req.run, &p.run);
+    p.snapshot_txn = read.id();
+    const std::optional<RunRecord>& record = p.record;
     if (!record)
         return refuse(SignalOutcome::unknown_run,
                       fmt::format("no run '{}' exists; check the id. Nothing was written", req.run));
@@ -487,7 +499,8 @@ void EngineCore::apply_signal(WriteContext& w, const PreparedSignal& p, SignalRe
     auto refuse = [](SignalOutcome o, std::string msg) { return SignalResult{o, std::move(msg)}; };
     // prepare_signal found the run; its id names that number for good.
     const std::uint64_t run = p.run;
-    RunRecord record = read_run(w.txn, run, run_id);
+    RunRecord record = w.snapshot_current(p.snapshot_txn, run) ? known_current(w, run, *p.record)
+                                                               : read_run(w.txn, run, run_id);
     // A repeated id is a duplicate even after the run finished: the sender's
     // first copy was accepted, which is what a retrying sender asks.
     const std::string id_key = signal_id_key(run, req.signal_id);
@@ -548,9 +561,9 @@ void EngineCore::apply_signal(WriteContext& w, const PreparedSignal& p, SignalRe
                               run_id, noun, name)};
         return;
     }
-    Event e = event_for(EventType::signal_buffered, record, name);
+    Event e = make_event(EventType::signal_buffered, name);
     if (req.kind == WaitKind::suspend) e.topic = name + "/" + record.id;
-    const std::uint64_t seq = w.emit({run, record.created_us}, std::move(e), p.text);
+    const std::uint64_t seq = w.emit(run, record, std::move(e), p.text);
     std::string key = inbox_prefix(run, req.kind, name);
     put_be64(key, seq);
     w.txn.put(Db::inbox, key, encode(InboxEntry{req.signal_id, p.text, w.now_us, p.validated}, key));
@@ -615,9 +628,9 @@ CancelResult EngineCore::cancel(std::string_view run_id, std::string_view reason
             return;
         }
         record->cancel_reason = reason;
-        Event e = event_for(EventType::cancel_requested, *record);
+        Event e = make_event(EventType::cancel_requested);
         e.data = json{{"reason", reason}};
-        w.emit({run, record->created_us}, std::move(e));
+        w.emit(run, *record, std::move(e));
         if (record->status == RunStatus::waiting) {
             JournalEntry wake;
             wake.kind = EntryKind::wake;
@@ -651,7 +664,7 @@ void EngineCore::make_ready_again(std::string_view run_id, RunStatus from, std::
         record->error.reset();
         reset(*record);
         set_status(w, run, *record, RunStatus::ready);
-        w.emit({run, record->created_us}, event_for(event, *record));
+        w.emit(run, *record, make_event(event));
         put_run(w, run, *record);
     });
 }
@@ -841,6 +854,7 @@ EngineCore::Claim EngineCore::load_claimed(const std::vector<std::uint64_t>& can
     std::vector<std::uint64_t> let_go;                  // unclaimed after the read ends
     {
         Txn t = storage.read();
+        const std::uint64_t snapshot_txn = t.id();
         for (const std::uint64_t run : candidates) {
             std::unique_ptr<RunInstance> instance;
             {
@@ -930,12 +944,13 @@ EngineCore::Claim EngineCore::load_claimed(const std::vector<std::uint64_t>& can
                 }
                 if (!instance) instance = std::make_unique<RunInstance>(*this, *def, run, record);
                 instance->append_committed(std::move(entries));
-                // A record read here (a snapshot outside the commit queue) is
-                // not kept: only one stamped inside the write that stored it.
+                // A record read here, outside the commit queue, is kept only
+                // for the write that directly follows this snapshot (the
+                // attempt count's, if nothing commits in between).
                 if (known)
                     instance->keep_record(std::move(*known));
                 else
-                    instance->drop_record();
+                    instance->keep_record({std::move(record), 0, snapshot_txn});
                 claim.runs.push_back(std::move(instance));
             } catch (const FormatError& e) {
                 // Damaged: say so, leave it for an operator, go on with the rest.
@@ -1009,9 +1024,9 @@ void EngineCore::count_attempts(Claim& claim, std::set<std::uint64_t>& skip) {
                             "deploy the fix, then call Engine::release(\"{}\") or run `abide release {}`",
                             record.attempts, where, record.id, record.id)};
             set_status(w, run, record, RunStatus::quarantined);
-            Event e = event_for(EventType::quarantined, record);
+            Event e = make_event(EventType::quarantined);
             e.data = json{{"attempts", record.attempts}, {"message", record.error->message}};
-            w.emit({run, record.created_us}, std::move(e));
+            w.emit(run, record, std::move(e));
             put_run(w, run, record);
         }
     });

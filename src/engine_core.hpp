@@ -87,6 +87,10 @@ private:
         std::uint64_t run = 0;  // the run's number: ids map to numbers for good
         std::string text;       // the payload as JSON text
         bool validated = false;
+        /// The run's record in the snapshot of the commit `snapshot_txn`:
+        /// apply_signal uses it while WriteContext::snapshot_current says so.
+        std::optional<RunRecord> record;
+        std::uint64_t snapshot_txn = 0;
     };
     /// Checks what can be checked before writing; a refusal is returned.
     std::optional<SignalResult> prepare_signal(Txn& read, const SignalRequest& request, PreparedSignal& prepared);
@@ -124,15 +128,18 @@ private:
     /// Stamps and stores `record`, outdating nothing: only for the executor.
     void store_run(WriteContext& w, std::uint64_t run, RunRecord& record);
     /// The record of the run `instance` executes, in the write `w`: the one
-    /// it kept, if the record epoch has not moved since; else read and
-    /// decoded (nullopt if there is none; FormatError if damaged).
+    /// it kept, if that is still current (KeptRecord); else
+    /// read and decoded (nullopt if there is none; FormatError if damaged).
     std::optional<RunRecord> read_own_run(WriteContext& w, const RunInstance& instance) const;
+    /// `record`, a copy of `run`'s record that the caller knows is still the
+    /// stored one in `w` (asserted in Debug builds).
+    const RunRecord& known_current(WriteContext& w, std::uint64_t run, const RunRecord& record) const;
     void append_journal(WriteContext& w, std::uint64_t run, RunRecord& record, const JournalEntry& entry);
     /// Drops signals still buffered for a finished run, with an event each.
     void drop_inbox(WriteContext& w, std::uint64_t run, const RunRecord& record);
     std::optional<JournalEntry> take_buffered(WriteContext& w, std::uint64_t run, const RunRecord& record,
                                               WaitKind kind, std::string_view name);
-    Event event_for(EventType type, const RunRecord& record, std::string name = {}) const;
+    static Event make_event(EventType type, std::string name = {});
 
     /// retry() and release(): a run in status `from` becomes ready, its error
     /// cleared and `reset` applied, with `event`; otherwise UsageError `refusal_id`.

@@ -76,13 +76,13 @@ void RunInstance::append_committed(std::vector<JournalEntry> entries) {
     journal_.insert(journal_.end(), std::make_move_iterator(entries.begin()), std::make_move_iterator(entries.end()));
 }
 
-void RunInstance::committed(bool request_entry_appended, std::optional<JournalEntry> wake) {
+void RunInstance::committed(bool request_entry_appended, std::optional<JournalEntry>&& wake) {
     if (request_entry_appended) journal_.push_back(std::move(request_.entry));
     if (wake) journal_.push_back(std::move(*wake));
 }
 
 void RunInstance::advance() {
-    request_ = Request{};
+    request_.kind = Request::Kind::none;  // until the fiber sets its next one
     fiber_.resume();
 }
 
@@ -96,14 +96,12 @@ void RunInstance::unwind() noexcept {
     while (!fiber_.finished()) fiber_.resume();
 }
 
-bool RunInstance::yield_request(Request request) {
-    request_ = std::move(request);
+bool RunInstance::yield_request(Request::Kind kind, JournalEntry&& entry, bool new_entry) {
+    request_.kind = kind;
+    request_.entry = std::move(entry);
+    request_.new_entry = new_entry;
     fiber_.yield();
     return !unwinding_;
-}
-
-void RunInstance::submit(Request request) {
-    if (!yield_request(std::move(request))) throw FiberUnwind{};
 }
 
 void RunInstance::fiber_main() {
@@ -158,12 +156,11 @@ void RunInstance::fiber_main() {
 }
 
 void RunInstance::finish(RunStatus status, std::string output, std::optional<ErrorInfo> error) {
-    Request r;
-    r.kind = Request::Kind::finish;
-    r.final_status = status;
-    r.output = std::move(output);
-    r.error = std::move(error);
-    request_ = std::move(r);  // committed by the engine after the fiber returns
+    // Committed by the engine after the fiber returns.
+    request_.kind = Request::Kind::finish;
+    request_.final_status = status;
+    request_.output = std::move(output);
+    request_.error = std::move(error);
 }
 
 void RunInstance::check_callable(std::string_view call) const {
@@ -198,13 +195,8 @@ std::int64_t RunInstance::deadline_after(std::optional<Duration> d) const {
 }
 
 const JournalEntry* RunInstance::await_wake() {
-    while (cursor_ >= journal_.size()) {
-        Request r;
-        r.kind = Request::Kind::park;
-        r.entry = journal_[cursor_ - 1];
-        r.new_entry = false;
-        if (!yield_request(std::move(r))) return nullptr;
-    }
+    while (cursor_ >= journal_.size())
+        if (!yield_request(Request::Kind::park, JournalEntry(journal_[cursor_ - 1]), false)) return nullptr;
     const JournalEntry& e = journal_[cursor_];
     if (e.kind != EntryKind::wake) mismatch(e, "the end of a wait");
     ++cursor_;
@@ -215,21 +207,14 @@ const JournalEntry* RunInstance::await_wake() {
     return &e;
 }
 
-const JournalEntry& RunInstance::append(JournalEntry entry) {
-    Request r;
-    r.kind = Request::Kind::append;
-    r.entry = std::move(entry);
-    submit(std::move(r));
+const JournalEntry& RunInstance::append(JournalEntry&& entry) {
+    if (!yield_request(Request::Kind::append, std::move(entry))) throw FiberUnwind{};
     // The engine appended the committed entry before resuming us.
     return journal_[cursor_++];
 }
 
-const JournalEntry* RunInstance::park(JournalEntry entry) {
-    Request r;
-    r.kind = Request::Kind::park;
-    r.entry = std::move(entry);
-    r.new_entry = true;
-    if (!yield_request(std::move(r))) return nullptr;
+const JournalEntry* RunInstance::park(JournalEntry&& entry) {
+    if (!yield_request(Request::Kind::park, std::move(entry))) return nullptr;
     // The engine appended the park entry (and perhaps its wake) before resuming us.
     ++cursor_;
     return await_wake();
@@ -286,7 +271,8 @@ json RunInstance::run_step(std::string_view name, const StepOptions& options,
             // The workflow gets what replay will return: the stored text,
             // parsed. Only floating-point numbers can change on the way.
             const JournalEntry& stored = append(std::move(entry));
-            return holds_float(value) ? parse_stored_json(stored.value) : value;
+            if (holds_float(value)) return parse_stored_json(stored.value);
+            return value;
         }
         entry.value.clear();
         entry.error_type = failure->type;

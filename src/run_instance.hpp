@@ -27,13 +27,21 @@ namespace abide::detail {
 
 class EngineCore;
 
-/// A run's record as its executor's own commit stored it, and the record
-/// epoch right after that write (WriteContext::record_epoch).
+/// A run's record kept by the instance that executes it, so that its next
+/// write need not read and decode the record again. Either its executor's own
+/// commit stored it, and `epoch` is the record epoch right after that write
+/// (WriteContext::record_epoch); or the claim read it in the snapshot of the
+/// commit `snapshot_txn` (nonzero), which stays current only for the write
+/// that directly follows that commit (WriteContext::snapshot_current).
 struct KeptRecord {
     RunRecord record;
     std::uint64_t epoch = 0;
+    std::uint64_t snapshot_txn = 0;
 };
 
+/// What the fiber asks the engine to commit. Reused from request to request:
+/// only the fields of `kind` are meaningful; the others may hold what an
+/// earlier request left.
 struct Request {
     enum class Kind { none, append, park, finish };
     Kind kind = Kind::none;
@@ -62,16 +70,17 @@ public:
     void append_committed(std::vector<JournalEntry> entries);
     /// After the commit of this instance's request: moves the request's entry
     /// (if it was journaled) and the wake that answered it into the journal.
-    void committed(bool request_entry_appended, std::optional<JournalEntry> wake);
+    void committed(bool request_entry_appended, std::optional<JournalEntry>&& wake);
     /// Runs the fiber until it sets its next request (or finishes).
     void advance();
     const Request& request() const noexcept { return request_; }
     bool finished() const noexcept { return fiber_.finished(); }
     /// Unwinds a parked fiber; afterwards finished() is true. Idempotent.
     void unwind() noexcept;
-    /// The run's record as this instance's last commit stored it (see
-    /// EngineCore::read_own_run), or nullptr. Kept while the run executes;
-    /// dropped when it parks, since what wakes it rewrites the record.
+    /// The run's record as this instance's last commit stored it, or as its
+    /// claim read it (see KeptRecord, EngineCore::read_own_run), or nullptr.
+    /// Kept while the run executes; dropped when it parks, since what wakes
+    /// it rewrites the record.
     const KeptRecord* kept_record() const noexcept { return kept_ ? &*kept_ : nullptr; }
     void keep_record(KeptRecord&& kept) { kept_ = std::move(kept); }
     void drop_record() noexcept { kept_.reset(); }
@@ -95,10 +104,10 @@ private:
     /// Runs the workflow; lets nothing escape but Boost's forced_unwind.
     void fiber_main();
     void finish(RunStatus status, std::string output, std::optional<ErrorInfo> error);
-    /// Sets the request and yields; false if told to unwind meanwhile.
-    [[nodiscard]] bool yield_request(Request request);
-    /// yield_request, throwing FiberUnwind if told to unwind.
-    void submit(Request request);
+    /// Makes `entry` the request (append, or park on it) and yields; false if
+    /// told to unwind meanwhile. The entry is moved once, into the request,
+    /// and once more, into the journal, when the engine commits it.
+    [[nodiscard]] bool yield_request(Request::Kind kind, JournalEntry&& entry, bool new_entry = true);
     void check_callable(std::string_view call) const;
     const JournalEntry* peek() const { return cursor_ < journal_.size() ? &journal_[cursor_] : nullptr; }
     /// Stops the run: the journal at the cursor does not match `call`.
@@ -110,9 +119,9 @@ private:
     [[nodiscard]] const JournalEntry* await_wake();
     /// Journals a new entry and returns it as committed (the reference lives
     /// until the next journal append).
-    const JournalEntry& append(JournalEntry entry);
+    const JournalEntry& append(JournalEntry&& entry);
     /// Journals a new park entry and waits for its wake entry (as await_wake).
-    [[nodiscard]] const JournalEntry* park(JournalEntry entry);
+    [[nodiscard]] const JournalEntry* park(JournalEntry&& entry);
     std::int64_t deadline_after(std::optional<Duration> d) const;
 
     EngineCore& core_;

@@ -157,10 +157,21 @@ void Txn::put_new(Db db, std::string_view key, std::string_view value) {
                           "Run `abide check` to see what else is, and restore the file from a backup");
 }
 
-int Txn::put(Db db, std::string_view key, std::string_view value, unsigned flags, int tolerated) {
+std::optional<std::string_view> Txn::put_absent(Db db, std::string_view key, std::string_view value) {
+    std::string_view stored;
+    if (put(db, key, value, MDB_NOOVERWRITE, MDB_KEYEXIST, &stored) == 0) return std::nullopt;
+    return stored;
+}
+
+int Txn::put(Db db, std::string_view key, std::string_view value, unsigned flags, int tolerated,
+             std::string_view* stored) {
     MDB_val k = to_val(key), v = to_val(value);
     int rc = mdb_put(txn_, storage_.dbi(db), &k, &v, flags);
-    if (rc != 0 && rc == tolerated) return rc;
+    if (rc != 0 && rc == tolerated) {
+        // LMDB points v at the value already stored under MDB_NOOVERWRITE.
+        if (stored) *stored = std::string_view(static_cast<const char*>(v.mv_data), v.mv_size);
+        return rc;
+    }
     if (rc != 0) throw_storage_error(rc, std::string("writing ") + db_names[static_cast<std::size_t>(db)]);
     if (auto& tap = write_tap().observe)
         tap(flags & MDB_APPEND ? WriteTap::Op::append : WriteTap::Op::put, db, key, value);

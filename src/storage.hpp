@@ -83,6 +83,10 @@ public:
     /// is inserted. Throws FormatError if the key is already there (only a
     /// damaged table has it), having written nothing.
     void put_new(Db db, std::string_view key, std::string_view value);
+    /// Writes a key unless it is there already; then writes nothing and
+    /// returns the stored value. One descent of the tree where a get and a
+    /// put take two.
+    std::optional<std::string_view> put_absent(Db db, std::string_view key, std::string_view value);
     /// True if the key existed.
     bool del(Db db, std::string_view key);
     /// Commits; afterwards the transaction is gone. Throws on failure, and then
@@ -98,7 +102,10 @@ private:
     Txn(Storage& storage, bool writable);
     /// mdb_put with `flags`; returns LMDB's code for `tolerated` (nothing
     /// written; the transaction stays usable), throws for any other failure.
-    int put(Db db, std::string_view key, std::string_view value, unsigned flags, int tolerated);
+    /// For MDB_KEYEXIST under MDB_NOOVERWRITE, `stored` (if given) receives
+    /// the value already there.
+    int put(Db db, std::string_view key, std::string_view value, unsigned flags, int tolerated,
+            std::string_view* stored = nullptr);
     Storage& storage_;
     MDB_txn* txn_ = nullptr;
     bool writable_;

@@ -144,6 +144,7 @@ inline RunStatus status_of(const Engine& engine, std::string_view run) {
 inline WaitInfo waiting_on(const Engine& engine, std::string_view run, WaitKind kind, std::string_view name) {
     auto info = engine.status(run);
     REQUIRE(info);
+    CAPTURE(info->error ? info->error->message : std::string());
     REQUIRE(info->status == RunStatus::waiting);
     REQUIRE(info->waiting);
     CHECK(info->waiting->kind == kind);

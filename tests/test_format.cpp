@@ -286,6 +286,32 @@ TEST_CASE("a run listed in the ready index that is not ready or has no record is
     test::waiting_on(engine, "second", WaitKind::signal, "decision");
 }
 
+TEST_CASE("starting an id whose index names a missing record is refused as damage; the batch's other starts are made",
+          "[storage][format][start]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    park_one_run(dir, clock);
+    change_table(dir.db(), "run_ids", [&](MDB_txn* txn, MDB_dbi dbi) {
+        const std::string id = "ghost", number = be64(7);  // there is no run #7
+        MDB_val k{id.size(), const_cast<char*>(id.data())}, v{number.size(), const_cast<char*>(number.data())};
+        REQUIRE(mdb_put(txn, dbi, &k, &v, 0) == 0);
+    });
+    Engine engine(test::test_options(dir, clock));
+    define_approval(engine);
+    const std::vector<StartRequest> starts{{"approval", std::string("g"), StartOptions{.run_id = "ghost"}},
+                                           {"approval", std::string("n"), StartOptions{.run_id = "new"}}};
+    try {
+        (void)engine.start_batch(starts);
+        FAIL("the damaged id was started");
+    } catch (const FormatError& e) {
+        CHECK_THAT(e.what(), Catch::Contains("run 'ghost' is indexed but its record #7 is missing"));
+    }
+    CHECK_THROWS_AS(engine.status("ghost"), FormatError);  // left as it was
+    CHECK(engine.status("new"));
+    CHECK(engine.poll().waiting == 1);
+    CHECK(engine.list_runs().size() == 2);
+}
+
 TEST_CASE("a damaged last key in runs or events makes no run or event number repeat", "[storage][format]") {
     // New runs and events take the number after the last 8-byte key of
     // their table. A damaged last key (9 bytes of 0xff, sorting after every

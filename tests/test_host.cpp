@@ -537,6 +537,10 @@ TEST_CASE("on_event sees every event after its commit and may call the engine", 
     if (status_of(engine, waiter) != RunStatus::completed) engine.poll();
     CHECK(status_of(engine, waiter) == RunStatus::completed);
     CHECK(chained == std::vector<SignalOutcome>{SignalOutcome::delivered});
+    const std::string reviewed = engine.start("review").id;  // suspends; its resume has a topic
+    engine.poll();
+    CHECK(engine.resume(reviewed, "approve", test::approved()).outcome == SignalOutcome::delivered);
+    engine.poll();
 
     auto stored = engine.events(0);
     REQUIRE(seen.size() == stored.size());
@@ -545,7 +549,14 @@ TEST_CASE("on_event sees every event after its commit and may call the engine", 
         CHECK(seen[i].seq == stored[i].seq);
         CHECK(seen[i].type == stored[i].type);
         CHECK(seen[i].run_id == stored[i].run_id);
+        CHECK(seen[i].workflow == stored[i].workflow);
+        CHECK(seen[i].name == stored[i].name);
+        CHECK(seen[i].topic == stored[i].topic);
+        CHECK(seen[i].data == stored[i].data);
     }
+    CHECK(std::count_if(seen.begin(), seen.end(), [&](const Event& e) {
+              return e.type == EventType::resumed && e.topic == "approve/" + reviewed;
+          }) == 1);
     CHECK(std::all_of(visible_when_called.begin(), visible_when_called.end(), [](bool b) { return b; }));
     CHECK(visible_when_called.size() == seen.size());
 }
@@ -559,6 +570,64 @@ TEST_CASE("a cancel made while its run executes, between two of its commits, is 
     });
     CHECK(outcomes == std::vector<CancelOutcome>{CancelOutcome::requested});
     CHECK(run.status == RunStatus::cancelled);
+}
+
+TEST_CASE_METHOD(test::EngineFixture,
+                 "two decisions for one run in one batch: the first wakes it, the second waits for its next wait",
+                 "[signal][batch]") {
+    // Both are checked against the record the batch read before writing; the
+    // second must see the record as the first left it (waiting no more).
+    engine
+        .define("two_decisions",
+                [](Context& ctx) -> std::int64_t {
+                    const std::int64_t first = ctx.wait_for_signal<Decision>("decision", 1h)->approved_amount;
+                    return first * 10 + ctx.wait_for_signal<Decision>("decision", 1h)->approved_amount;
+                })
+        .signal<Decision>("decision");
+    const std::string run = test::start_waiting(engine, "two_decisions").id;
+    const std::vector<SignalRequest> both{{run, "decision", test::approved(1), "first"},
+                                          {run, "decision", test::approved(2), "second"}};
+    std::vector<SignalOutcome> outcomes;
+    for (const SignalResult& r : engine.signal_batch(both)) outcomes.push_back(r.outcome);
+    CHECK(outcomes == std::vector<SignalOutcome>{SignalOutcome::delivered, SignalOutcome::buffered});
+    CHECK(engine.poll().completed == 1);
+    CHECK(test::completed_output<std::int64_t>(engine, run) == 12);
+}
+
+namespace {
+/// A decision whose decoding runs `interrupt` once: the signal's validation
+/// then stands between the batch's read of the run and its write.
+std::function<void()> interrupt;
+struct InterruptedDecision {
+    std::string status;
+};
+void from_json(const json& j, InterruptedDecision& d) {
+    d.status = j.at("status").get<std::string>();
+    if (auto act = std::exchange(interrupt, {})) act();
+}
+}  // namespace
+
+TEST_CASE_METHOD(test::EngineFixture,
+                 "a run cancelled after a signal batch read it and before the batch writes gets the signal buffered",
+                 "[signal][batch][cancel]") {
+    // Another thread's cancel, committed while signal_batch validates: the
+    // batch must not deliver into the wait the cancel already ended.
+    engine
+        .define("cancellable",
+                [](Context& ctx) -> std::string {
+                    return ctx.wait_for_signal<InterruptedDecision>("decision", 1h)->status;
+                })
+        .signal<InterruptedDecision>("decision");
+    const std::string run = test::start_waiting(engine, "cancellable").id;
+    CancelOutcome cancelled{};
+    interrupt = [&] { cancelled = engine.cancel(run, "withdrawn").outcome; };
+    const std::vector<SignalRequest> one{{run, "decision", json{{"status", "approved"}}, "late"}};
+    CHECK(engine.signal_batch(one).at(0).outcome == SignalOutcome::buffered);
+    CHECK(cancelled == CancelOutcome::cancelled);
+    engine.poll();
+    const auto info = engine.status(run);
+    REQUIRE(info);
+    CHECK(info->status == RunStatus::cancelled);
 }
 
 // ---- trace -----------------------------------------------------------------------
