@@ -61,7 +61,41 @@ std::vector<std::string> Oracle::quarantined() const {
     return ids;
 }
 
-void Oracle::released(const std::string& run) { runs_.at(run).deaths_while_running = 0; }
+void Oracle::released(const std::string& run) {
+    Run& r = runs_.at(run);
+    r.deaths_while_running = 0;
+    r.status = RunStatus::ready;  // what `abide release` makes it: released once
+}
+
+void Oracle::check_quarantine(const RunInfo& info, const Run& run, std::uint32_t deaths_before, Broken& broken) {
+    ++figures_.quarantines;
+    if (deaths_before < quarantine_after || info.journal_entries != run.journal_entries)
+        broken.push_back(info.id + " was quarantined, but at most " + std::to_string(deaths_before) +
+                         " hosts died running it since its last progress (quarantine_after is " +
+                         std::to_string(quarantine_after) + "): " +
+                         (info.error ? info.error->message : std::string("no error")));
+}
+
+std::vector<std::string> Oracle::check_new_quarantines() {
+    Broken broken;
+    try {
+        const Engine db({.path = db_, .cache_size = 0});
+        for (std::string after;;) {
+            auto page = db.list_runs({.status = RunStatus::quarantined, .limit = 500, .after = after});
+            if (page.empty()) break;
+            after = page.back().id;
+            for (const RunInfo& info : page) {
+                auto it = runs_.find(info.id);
+                if (it == runs_.end() || it->second.status == RunStatus::quarantined) continue;
+                check_quarantine(info, it->second, it->second.deaths_while_running, broken);
+                it->second.status = RunStatus::quarantined;
+            }
+        }
+    } catch (const std::exception& e) {
+        broken.push_back(std::string("the database does not open to list quarantined runs: ") + e.what());
+    }
+    return broken;
+}
 
 int Oracle::undeliverable(const std::string& id) const {
     auto it = undeliverable_.find(id);
@@ -199,14 +233,8 @@ void Oracle::refresh_run(const Engine& db, const RunInfo& info, const std::set<s
     const std::uint32_t deaths_before = run.deaths_while_running;
     if (info.journal_entries != run.journal_entries) run.deaths_while_running = 0;
     if (info.status == RunStatus::running) ++run.deaths_while_running;
-    if (info.status == RunStatus::quarantined && run.status != RunStatus::quarantined) {
-        ++figures_.quarantines;
-        if (deaths_before < quarantine_after || info.journal_entries != run.journal_entries)
-            broken.push_back(info.id + " was quarantined, but at most " + std::to_string(deaths_before) +
-                             " hosts died running it since its last progress (quarantine_after is " +
-                             std::to_string(quarantine_after) + "): " +
-                             (info.error ? info.error->message : std::string("no error")));
-    }
+    if (info.status == RunStatus::quarantined && run.status != RunStatus::quarantined)
+        check_quarantine(info, run, deaths_before, broken);
     if (run.status == info.status && run.journal_entries == info.journal_entries && run.updated == info.updated &&
         !touched.count(info.id) && !run.entries.empty())
         return;  // unchanged since the last check

@@ -64,6 +64,12 @@ public:
 
     /// The runs the last check saw quarantined.
     std::vector<std::string> quarantined() const;
+    /// During the last lifetime, which no kill ends: finds the runs its host
+    /// quarantined (at its recovery, for kills before it), so the driver can
+    /// release them, and checks each as check() would. A run the last kill
+    /// hit for the quarantine_after-th time is quarantined there, not in a
+    /// host the oracle checks after.
+    std::vector<std::string> check_new_quarantines();
     /// The driver released `run` (a run's attempts start over).
     void released(const std::string& run);
 
@@ -95,6 +101,7 @@ private:
     void check_steplog(const std::vector<examples::StepRun>& log, Broken& broken);
     void refresh_run(const Engine& db, const RunInfo& info, const std::set<std::string>& touched, Broken& broken);
     void check_journal(Run& run, const Trace& trace, Broken& broken);
+    void check_quarantine(const RunInfo& info, const Run& run, std::uint32_t deaths_before, Broken& broken);
     void check_events(const Engine& db, Broken& broken);
     void check_acks(const std::filesystem::path& acks, Broken& broken);
     void check_ledger(Broken& broken);

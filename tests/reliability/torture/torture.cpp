@@ -236,10 +236,18 @@ private:
         harness::Process host(host_argv(life, runs), f_.host_log);
         harness::Process signaller(signaller_argv(life), f_.signaller_log, {}, true);
         const auto give_up = SteadyClock::now() + std::chrono::seconds(o_.final_timeout_s);
+        auto next_quarantine_look = SteadyClock::now() + 500ms;
         std::vector<std::string> broken;
         for (;;) {
             const auto done = harness::read_lines(f_.done);
             if (std::set<std::string>(done.begin(), done.end()).size() >= runs) break;
+            if (SteadyClock::now() >= next_quarantine_look) {  // released as between kills
+                for (std::string& b : oracle_.check_new_quarantines()) broken.push_back(std::move(b));
+                const std::uint64_t released_before = released_;
+                release_quarantined();
+                released_at_end_ += released_ - released_before;
+                next_quarantine_look = SteadyClock::now() + 500ms;
+            }
             if (host.try_wait() >= 0 || signaller.try_wait() >= 0 || SteadyClock::now() > give_up) {
                 broken.push_back("the last host and signaller did not finish every run (" + std::to_string(done.size()) +
                                  " of " + std::to_string(runs) + " done); host:\n" + harness::tail(f_.host_log) +
@@ -287,7 +295,8 @@ private:
         std::cout << "); " << g.killed_mid_step << " left a step body uncommitted; " << g.runs << " runs, "
                   << g.body_executions << " step bodies run (" << g.reran_bodies << " again after a kill), "
                   << g.effects << " effects; " << g.quarantines << " quarantines of runs the kills hit "
-                  << torture::quarantine_after << " times in a row (" << released_ << " released)\n";
+                  << torture::quarantine_after << " times in a row (" << released_ << " released, " << released_at_end_
+                  << " of them in the last lifetime)\n";
         std::cout << "torture: answers by purpose and outcome:";
         for (const auto& [what, n] : g.acks) std::cout << " [" << what << "] " << n;
         std::cout << "\ntorture: database file " << mib(first_size) << " after the first kill, " << mib(g.file_bytes)
@@ -303,6 +312,7 @@ private:
     torture::Oracle oracle_;
     std::uint64_t kills_by_mode_[3] = {0, 0, 0};
     std::uint64_t released_ = 0;
+    std::uint64_t released_at_end_ = 0;  ///< by finish_every_run: the last kill was a run's quarantine_after-th
     SteadyClock::duration checking_{};
 };
 
