@@ -8,12 +8,14 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cstddef>
 #include <cstring>
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace abide::detail {
 
@@ -29,17 +31,29 @@ inline void put_be32(std::string& out, std::uint32_t v) {
 /// hold (only a damaged file has one).
 [[noreturn]] void throw_short_bytes(std::size_t size, std::size_t needed);
 
+/// The big-endian unsigned integer (std::uint32_t or std::uint64_t) of the
+/// sizeof(T) bytes at `p`; the caller checks they are there.
+template <class T>
+inline T load_be(const void* p) {
+    static_assert(std::is_same_v<T, std::uint32_t> || std::is_same_v<T, std::uint64_t>);
+    T v;
+    std::memcpy(&v, p, sizeof v);
+    if constexpr (std::endian::native == std::endian::little) {
+        if constexpr (sizeof v == 8)
+            v = __builtin_bswap64(v);
+        else
+            v = __builtin_bswap32(v);
+    }
+    return v;
+}
+
 inline std::uint64_t get_be64(std::string_view in, std::size_t at = 0) {
     if (in.size() < at + 8) throw_short_bytes(in.size(), at + 8);
-    std::uint64_t v = 0;
-    for (std::size_t i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(in[at + i]);
-    return v;
+    return load_be<std::uint64_t>(in.data() + at);
 }
 inline std::uint32_t get_be32(std::string_view in, std::size_t at = 0) {
     if (in.size() < at + 4) throw_short_bytes(in.size(), at + 4);
-    std::uint32_t v = 0;
-    for (std::size_t i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(in[at + i]);
-    return v;
+    return load_be<std::uint32_t>(in.data() + at);
 }
 
 /// A key of fixed-width fields, built without allocating.

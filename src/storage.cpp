@@ -433,6 +433,26 @@ void Storage::drop_executable_statuses(Txn& txn) {
             c.del();  // del steps to the next entry (an empty key past the end)
 }
 
+int compare_keys(const MDB_val* a, const MDB_val* b) noexcept {
+    const auto* x = static_cast<const unsigned char*>(a->mv_data);
+    const auto* y = static_cast<const unsigned char*>(b->mv_data);
+    const std::size_t common = std::min(a->mv_size, b->mv_size);
+    std::size_t at = 0;
+    // A chunk read big-endian compares as its bytes do, first byte first.
+    for (; at + 8 <= common; at += 8) {
+        const std::uint64_t u = load_be<std::uint64_t>(x + at), v = load_be<std::uint64_t>(y + at);
+        if (u != v) return u < v ? -1 : 1;
+    }
+    if (at + 4 <= common) {
+        const std::uint32_t u = load_be<std::uint32_t>(x + at), v = load_be<std::uint32_t>(y + at);
+        if (u != v) return u < v ? -1 : 1;
+        at += 4;
+    }
+    for (; at < common; ++at)
+        if (x[at] != y[at]) return x[at] < y[at] ? -1 : 1;
+    return a->mv_size < b->mv_size ? -1 : a->mv_size > b->mv_size ? 1 : 0;
+}
+
 void Storage::open_databases(bool create) {
     Txn txn(*this, create);
     for (std::size_t i = 0; i < db_names.size(); ++i) {
@@ -442,6 +462,9 @@ void Storage::open_databases(bool create) {
             throw FormatError("abide.storage.corrupt", "'" + path_ + "' lacks the '" + db_names[i] +
                                                            "' table; the file is damaged or not abide's");
         if (rc != 0) throw_storage_error(rc, std::string("opening table ") + db_names[i]);
+        // Before any access to the table, as LMDB requires.
+        rc = mdb_set_compare(txn.txn_, handle, compare_keys);
+        if (rc != 0) throw_storage_error(rc, std::string("setting the key order of table ") + db_names[i]);
         dbis_[i] = handle;
     }
     if (create) {

@@ -5,12 +5,14 @@
 #include "lmdb_support.hpp"
 #include "records.hpp"
 #include "reliability/fuzz/stored_json_oracle.hpp"
+#include "storage.hpp"
 #include "support.hpp"
 
 #include <abide/abide.hpp>
 #include <abide/errors.hpp>
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include <functional>
 #include <optional>
@@ -457,4 +459,59 @@ TEST_CASE("stored JSON text made of random tokens parses to exactly what json::p
             FAIL_CHECK(*difference << "; text: " << text);
     }
     CHECK(failures == 0);
+}
+
+TEST_CASE("the tables' key order is LMDB's default order, for keys of every length up to 24 bytes",
+          "[storage][keys]") {
+    // LMDB's own default comparison (mdb_cmp on a table opened without a
+    // comparator) is the reference: every program that opens the file
+    // without compare_keys orders keys that way.
+    test::TempDir dir;
+    MDB_env* env = nullptr;
+    REQUIRE(mdb_env_create(&env) == 0);
+    REQUIRE(mdb_env_open(env, (dir.path() / "order.db").c_str(), MDB_NOSUBDIR, 0644) == 0);
+    MDB_txn* txn = nullptr;
+    REQUIRE(mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn) == 0);
+    MDB_dbi dbi = 0;
+    REQUIRE(mdb_dbi_open(txn, nullptr, 0, &dbi) == 0);
+
+    std::mt19937_64 rng(Catch::rngSeed());
+    // Few byte values, so that keys share long prefixes; the extremes and the
+    // sign bit's neighbours catch a signed or a little-endian comparison.
+    const unsigned char bytes[] = {0x00, 0x01, 0x7f, 0x80, 0xfe, 0xff};
+    auto random_key = [&](std::size_t size) {
+        std::string k(size, '\0');
+        for (char& c : k) c = static_cast<char>(bytes[rng() % sizeof bytes]);
+        return k;
+    };
+    auto sign = [](int v) { return (v > 0) - (v < 0); };
+    std::size_t checked = 0, equal = 0, prefixes = 0;
+    for (int i = 0; i < 200'000; ++i) {
+        std::string a = random_key(rng() % 25), b;
+        switch (rng() % 3) {
+            case 0: b = random_key(rng() % 25); break;
+            case 1: b = a.substr(0, rng() % (a.size() + 1)) + random_key(rng() % 9); break;  // a prefix of a, extended
+            default:  // a with one byte changed
+                b = a;
+                if (!b.empty()) b[rng() % b.size()] = static_cast<char>(bytes[rng() % sizeof bytes]);
+        }
+        MDB_val x{a.size(), a.data()}, y{b.size(), b.data()};
+        const int expected = sign(mdb_cmp(txn, dbi, &x, &y));
+        if (sign(compare_keys(&x, &y)) != expected || sign(compare_keys(&y, &x)) != -expected) {
+            auto hex = [](const std::string& k) {
+                std::string out;
+                for (unsigned char c : k) out += fmt::format("{:02x}", c);
+                return out;
+            };
+            FAIL("compare_keys orders " << hex(a) << " and " << hex(b) << " unlike LMDB (" << expected << ")");
+        }
+        ++checked;
+        equal += expected == 0;
+        prefixes += expected != 0 && (a.starts_with(b) || b.starts_with(a));
+    }
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    CHECK(checked == 200'000);
+    CHECK(equal > 1'000);     // the generator makes equal keys too
+    CHECK(prefixes > 1'000);  // and keys that are strict prefixes of others
 }
