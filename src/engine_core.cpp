@@ -421,7 +421,8 @@ void EngineCore::apply_start(WriteContext& w, const PreparedStart& p, RunHandle&
         handle.created = false;
         return;
     }
-    (void)w.new_number(Db::runs);  // taken: `run`
+    [[maybe_unused]] const std::uint64_t taken = w.new_number(Db::runs);
+    assert(taken == run);
     RunRecord record;
     record.id = p.id;
     record.workflow = workflow;

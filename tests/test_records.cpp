@@ -485,7 +485,7 @@ TEST_CASE("the tables' key order is LMDB's default order, for keys of every leng
         return k;
     };
     auto sign = [](int v) { return (v > 0) - (v < 0); };
-    std::size_t checked = 0, equal = 0, prefixes = 0;
+    std::size_t less = 0, equal = 0, prefixes = 0;
     for (int i = 0; i < 200'000; ++i) {
         std::string a = random_key(rng() % 25), b;
         switch (rng() % 3) {
@@ -505,13 +505,13 @@ TEST_CASE("the tables' key order is LMDB's default order, for keys of every leng
             };
             FAIL("compare_keys orders " << hex(a) << " and " << hex(b) << " unlike LMDB (" << expected << ")");
         }
-        ++checked;
+        less += expected < 0;
         equal += expected == 0;
         prefixes += expected != 0 && (a.starts_with(b) || b.starts_with(a));
     }
     mdb_txn_abort(txn);
     mdb_env_close(env);
-    CHECK(checked == 200'000);
-    CHECK(equal > 1'000);     // the generator makes equal keys too
+    CHECK(less > 1'000);      // the generator makes pairs in either order
+    CHECK(equal > 1'000);     // equal keys
     CHECK(prefixes > 1'000);  // and keys that are strict prefixes of others
 }

@@ -80,16 +80,11 @@ std::vector<std::string> Oracle::check_new_quarantines() {
     Broken broken;
     try {
         const Engine db({.path = db_, .cache_size = 0});
-        for (std::string after;;) {
-            auto page = db.list_runs({.status = RunStatus::quarantined, .limit = 500, .after = after});
-            if (page.empty()) break;
-            after = page.back().id;
-            for (const RunInfo& info : page) {
-                auto it = runs_.find(info.id);
-                if (it == runs_.end() || it->second.status == RunStatus::quarantined) continue;
-                check_quarantine(info, it->second, it->second.deaths_while_running, broken);
-                it->second.status = RunStatus::quarantined;
-            }
+        for (const RunInfo& info : list_all_runs(db, RunStatus::quarantined)) {
+            auto it = runs_.find(info.id);
+            if (it == runs_.end() || it->second.status == RunStatus::quarantined) continue;
+            check_quarantine(info, it->second, it->second.deaths_while_running, broken);
+            it->second.status = RunStatus::quarantined;
         }
     } catch (const std::exception& e) {
         broken.push_back(std::string("the database does not open to list quarantined runs: ") + e.what());
@@ -132,14 +127,9 @@ std::vector<std::string> Oracle::check(const HostLifetime& lifetime, bool final)
                              std::to_string(figures_.finished) + " were seen before");
         if (++checks_ % full_sweep_every == 0 || final) {
             // Every run, finished ones too: none may have changed since it finished.
-            std::size_t listed = 0;
-            for (std::string after;;) {
-                auto page = db.list_runs({.limit = 500, .after = after});
-                if (page.empty()) break;
-                after = page.back().id;
-                listed += page.size();
-                for (const RunInfo& info : page) refresh_run(db, info, touched, broken);
-            }
+            const std::vector<RunInfo> all = list_all_runs(db);
+            const std::size_t listed = all.size();
+            for (const RunInfo& info : all) refresh_run(db, info, touched, broken);
             if (listed != stats.runs)
                 broken.push_back("the database lists " + std::to_string(listed) + " runs and counts " +
                                  std::to_string(stats.runs));

@@ -72,16 +72,6 @@ public:
     }
 
 private:
-    std::vector<RunInfo> list(std::optional<RunStatus> status) const {
-        std::vector<RunInfo> all;
-        for (std::string after;;) {
-            auto page = engine_.list_runs({.status = status, .limit = 500, .after = after});
-            if (page.empty()) return all;
-            after = page.back().id;
-            all.insert(all.end(), page.begin(), page.end());
-        }
-    }
-
     std::vector<RunInfo> next_page_of_not_done() {
         if (catch_up_.empty()) {  // start (again) at the first run that is not done
             int first = 0;
@@ -98,7 +88,7 @@ private:
         std::vector<RunInfo> runs;
         std::set<std::string> now_unfinished;
         for (RunStatus s : {RunStatus::ready, RunStatus::running, RunStatus::waiting})
-            for (RunInfo& r : list(s)) {
+            for (RunInfo& r : torture::list_all_runs(engine_, s)) {
                 now_unfinished.insert(r.id);
                 runs.push_back(std::move(r));
             }

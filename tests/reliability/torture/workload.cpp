@@ -331,6 +331,16 @@ Breakage breakage_from_env() {
                              "'");
 }
 
+std::vector<RunInfo> list_all_runs(const Engine& db, std::optional<RunStatus> status) {
+    std::vector<RunInfo> all;
+    for (std::string after;;) {
+        auto page = db.list_runs({.status = status, .limit = 500, .after = after});
+        if (page.empty()) return all;
+        after = page.back().id;
+        all.insert(all.end(), std::make_move_iterator(page.begin()), std::make_move_iterator(page.end()));
+    }
+}
+
 void define_workflows(Engine& engine, const Outside& o, Breakage b) {
     auto with_plan = [&o, b](json (*fn)(Context&, const Outside&, Breakage, const Plan&)) {
         return [&o, b, fn](Context& ctx, const Plan& p) { return fn(ctx, o, b, p); };

@@ -117,4 +117,8 @@ constexpr std::uint32_t quarantine_after = 3;
 /// Defines the four workflows on `engine`; their step bodies use `outside`.
 void define_workflows(Engine& engine, const Outside& outside, Breakage breakage = Breakage::none);
 
+/// Every run in `db` in `status` (every run when nothing), in id order,
+/// listed a page at a time.
+std::vector<RunInfo> list_all_runs(const Engine& db, std::optional<RunStatus> status = {});
+
 }  // namespace abide::torture
