@@ -450,13 +450,18 @@ std::string encode_event(const Event& ev, const EventRun& run, std::uint64_t seq
 
 std::string_view encode_event(const Event& ev, const EventRun& run, std::uint64_t seq, std::string_view data_json,
                               std::optional<FromEntry> from, std::string& buffer) {
-    std::uint8_t flags = at_relative;
+    // `at` counts from the run's creation (fewer bytes), unless that span is
+    // no representable time: only an absolute `at` read from a damaged or
+    // foreign record is that far off, and it is stored as it was read.
+    const std::int64_t at_us = to_micros(ev.at);
+    const bool relative = representable(at_us - run.created_us);  // both representable: cannot overflow
+    std::uint8_t flags = relative ? at_relative : 0;
     if (!ev.topic.empty()) flags |= has_topic;
     if (from) flags |= from_entry;
     if (from && from->data) flags |= data_from_entry;
     ByteWriter w(event_record_version, buffer);
     w.u8(static_cast<std::uint8_t>(ev.type));
-    w.svarint(to_micros(ev.at) - run.created_us);
+    w.svarint(relative ? at_us - run.created_us : at_us);
     w.varint(run.number);
     w.str(from ? std::string_view() : std::string_view(ev.name));
     w.u8(flags);

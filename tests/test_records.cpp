@@ -107,6 +107,17 @@ TEST_CASE("an event names its run by number, and decodes with the run's id and w
     CHECK_THROWS_AS(decode_event(other, seq, sources_of_run_7()), FormatError);
 }
 
+TEST_CASE("an event further from its run's creation than a time can span is stored as it was read",
+          "[storage][records]") {
+    // An event is stored relative to its run's creation. A damaged or foreign
+    // record can hold an absolute time so far from it that the difference is
+    // no representable time; written again, it must still decode.
+    Event e = suspended_event();
+    e.at = from_micros(-9'000'000'000'000'000);  // near the earliest TimePoint; the run was created in 2026
+    const std::string bytes = encode_event(e, {run, run_created_us}, seq);
+    check_same(decode_event(bytes, seq, sources_of_run_7()), e);
+}
+
 TEST_CASE("a park's event refers to its journal entry for name, deadline and data", "[storage][records]") {
     const Event e = suspended_event();  // as the engine emits it for journal entry 2
     const std::string copied = encode_event(e, {run, run_created_us}, seq);
