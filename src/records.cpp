@@ -168,6 +168,13 @@ JournalEntry decode_journal_entry(std::string_view bytes, std::uint64_t run, std
     if (r.version() == record_version) {
         JournalEntry e = decode_journal_layout_2(r);
         if (!r.at_end()) r.fail("trailing bytes");
+        // Layout 3 (which every rewrite uses) stores these times as spans and
+        // refuses a span that is no time: so is an old entry with one (only
+        // damage makes it), rather than read and rewritten as a record that
+        // no longer decodes.
+        if (!representable(base_us) || !representable(e.started_us - base_us) ||
+            (e.deadline_us != 0 && !representable(e.deadline_us - e.started_us)))
+            r.fail("time out of range");
         return e;
     }
     if (r.version() != journal_record_version)

@@ -314,6 +314,20 @@ TEST_CASE("a journal entry with unknown fields or a time out of range is refused
     CHECK_THROWS_WITH(decode_journal_entry(unknown, run, entry_seq, created_us), Catch::Contains("unknown fields"));
     const std::int64_t far = std::chrono::duration_cast<std::chrono::microseconds>(Clock::duration::max()).count();
     CHECK_THROWS_WITH(decode_journal_entry(bytes, run, entry_seq, far), Catch::Contains("out of range"));
+
+    // Layout 2 stored times absolute, layout 3 as spans from the run's
+    // creation and the entry's start: an old entry with a span no time can
+    // be (only damage makes one) is refused, as layout 3 would refuse it,
+    // rather than read and then written as a record that no longer decodes.
+    JournalEntry early = wake_entry();
+    early.started_us = early.finished_us = -(far - 1);  // created_us is in 2026
+    CHECK_THROWS_WITH(decode_journal_entry(layout_2(early), run, entry_seq, created_us),
+                      Catch::Contains("out of range"));
+    JournalEntry late = wake_entry();
+    late.started_us = late.finished_us = -(far / 2);
+    late.deadline_us = far - 1;  // representable, but far - 1 + far / 2 after its start
+    CHECK_THROWS_WITH(decode_journal_entry(layout_2(late), run, entry_seq, -(far / 2)),
+                      Catch::Contains("out of range"));
 }
 
 TEST_CASE("an event that takes a field from its entry and stores it too is refused", "[storage][records]") {
