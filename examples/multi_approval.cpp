@@ -98,18 +98,12 @@ int scenario() {
     return check.exit_code();
 }
 
-int main(int argc, char** argv) try {
-    if (argc == 1) return scenario();
-    const ex::HostArgs args = ex::parse_args(argc, argv, usage, "multi-");
-    if (args.mode == "notify") {
-        const abide::Engine engine({.path = args.db});  // reads the event log; no workflows, never polls
-        return ex::run_notifier(engine, args, slack_message);
-    }
-    ex::World world(args);
-    abide::Engine engine(ex::engine_options(args));
-    define(engine, world);
-    return ex::run_host(engine, args, [&](int i) { start(engine, args.runs_prefix, i); });
-} catch (const std::exception& e) {
-    std::cerr << "multi_approval: " << e.what() << "\n";
-    return 1;
+int main(int argc, char** argv) {
+    return ex::example_main(argc, argv, {.name = "multi_approval",
+                                         .usage = usage,
+                                         .runs_prefix = "multi-",
+                                         .scenario = scenario,
+                                         .define = define,
+                                         .start = start,
+                                         .notify = slack_message});
 }

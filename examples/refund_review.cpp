@@ -128,15 +128,11 @@ int scenario() {
     return check.exit_code();
 }
 
-int main(int argc, char** argv) try {
-    if (argc == 1) return scenario();
-    const ex::HostArgs args = ex::parse_args(argc, argv, usage, "refund-");
-    if (args.mode != "host") return std::cerr << usage, 2;
-    ex::World world(args);
-    abide::Engine engine(ex::engine_options(args));
-    define(engine, world);
-    return ex::run_host(engine, args, [&](int i) { start(engine, args.runs_prefix, i); });
-} catch (const std::exception& e) {
-    std::cerr << "refund_review: " << e.what() << "\n";
-    return 1;
+int main(int argc, char** argv) {
+    return ex::example_main(argc, argv, {.name = "refund_review",
+                                         .usage = usage,
+                                         .runs_prefix = "refund-",
+                                         .scenario = scenario,
+                                         .define = define,
+                                         .start = start});
 }

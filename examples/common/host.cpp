@@ -230,6 +230,23 @@ std::vector<Notification> read_outbox(const std::filesystem::path& outbox) {
     return out;
 }
 
+int example_main(int argc, char** argv, const ExampleProgram& program) try {
+    if (argc == 1) return program.scenario();
+    const HostArgs args = parse_args(argc, argv, program.usage, program.runs_prefix);
+    if (args.mode == "notify" && program.notify) {
+        const abide::Engine engine({.path = args.db});  // reads the event log; no workflows, never polls
+        return run_notifier(engine, args, program.notify);
+    }
+    if (args.mode != "host") return std::cerr << program.usage, 2;
+    World world(args);
+    abide::Engine engine(engine_options(args));
+    program.define(engine, world);
+    return run_host(engine, args, [&](int i) { program.start(engine, args.runs_prefix, i); });
+} catch (const std::exception& e) {
+    std::cerr << program.name << ": " << e.what() << "\n";
+    return 1;
+}
+
 std::filesystem::path make_temp_dir(const std::string& prefix) {
     std::string tmpl = (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX")).string();
     if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed for " + tmpl);

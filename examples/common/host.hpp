@@ -106,6 +106,27 @@ using ApprovalMessage = std::function<std::string(const abide::Event&, const std
 int run_notifier(const abide::Engine& engine, const HostArgs& args, const ApprovalMessage& message);
 std::vector<Notification> read_outbox(const std::filesystem::path& outbox);
 
+/// What an example program is made of; example_main runs it.
+struct ExampleProgram {
+    const char* name;         ///< the program's name, for its error messages
+    const char* usage;        ///< printed on a bad command line
+    const char* runs_prefix;  ///< the default of --runs-prefix
+    /// The self-contained scenario run with no arguments; returns the exit status.
+    std::function<int()> scenario;
+    /// Defines the example's workflows on a host's engine.
+    std::function<void(abide::Engine&, World&)> define;
+    /// Starts run i (an idempotent id under the prefix).
+    std::function<void(abide::Engine&, const std::string& prefix, int i)> start;
+    /// The `notify` mode's message; an example without one has no notify mode.
+    ApprovalMessage notify{};
+};
+
+/// The examples' main(): no arguments runs the scenario; `host` runs the host
+/// loop with the program's workflows; `notify` (where the program has a
+/// message) runs the notifier. An exception is printed with the program's
+/// name and gives exit status 1.
+int example_main(int argc, char** argv, const ExampleProgram& program);
+
 /// A fresh directory under /tmp for the self-contained scenarios.
 std::filesystem::path make_temp_dir(const std::string& prefix);
 
