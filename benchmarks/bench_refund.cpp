@@ -17,6 +17,8 @@
 //   * latency p50/p99 of single runs (1 in flight), start->waiting and
 //     decision->completed;
 //   * commits per run (write_tap commits / runs).
+// --cache-size=N sets EngineOptions::cache_size of both engines (default
+// 1,024): how a bigger cache of parked fibers changes the figures.
 // Each phase runs on twin engines from the same state (run_twin): the writes
 // of the recorded one are replayed on raw LMDB as the baseline; the other is
 // timed with no write tap installed, so abide's figure excludes the
@@ -37,6 +39,7 @@ struct Sizes {
     std::size_t single;   // runs in the 1-in-flight phases
     std::size_t threads;  // signalling threads
     std::size_t hosts;    // host threads sharing the window
+    std::size_t cache_size;  // EngineOptions::cache_size of both engines
 };
 
 void expect(bool ok, const std::string& what) {
@@ -70,8 +73,13 @@ void measure(const Args& args, const Scratch& scratch, const Sizes& z, Report& r
     // Twin engines (see run_twin): `recorded` feeds the baseline, `timed` is timed.
     const fs::path db = scratch.file("refund.db");
     Mirror mirror(scratch.file("refund-baseline.db"), args);
-    abide::Engine recorded(engine_options(db, args.durability));
-    abide::Engine timed(engine_options(scratch.file("refund-timed.db"), args.durability));
+    auto options = [&](const fs::path& file) {
+        abide::EngineOptions o = engine_options(file, args.durability);
+        o.cache_size = z.cache_size;
+        return o;
+    };
+    abide::Engine recorded(options(db));
+    abide::Engine timed(options(scratch.file("refund-timed.db")));
     define_refund(recorded);
     define_refund(timed);
     const std::string w = std::to_string(z.window);
@@ -218,13 +226,14 @@ void measure(const Args& args, const Scratch& scratch, const Sizes& z, Report& r
 
 int body(int argc, char** argv) {
     Args args = Args::parse(argc, argv, "the refund workload: runs per second, latency, commits per run",
-                            {"runs", "window", "single", "threads", "hosts"});
+                            {"runs", "window", "single", "threads", "hosts", "cache-size"});
     Sizes z;
     z.runs = static_cast<std::size_t>(args.number("runs", 10000, 1000));
     z.window = static_cast<std::size_t>(args.number("window", 256, 256));
     z.single = static_cast<std::size_t>(args.number("single", 300, 20));
     z.threads = static_cast<std::size_t>(args.number("threads", 8, 8));
     z.hosts = static_cast<std::size_t>(args.number("hosts", 2, 2));
+    z.cache_size = cache_size_option(args);
     Report report("refund", "the refund workload (start, 3 steps, wait for a decision; decision, refund step, done)",
                   args);
     report.param("runs", z.runs);
@@ -232,6 +241,7 @@ int body(int argc, char** argv) {
     report.param("single_runs", z.single);
     report.param("signal_threads", z.threads);
     report.param("host_threads", z.hosts);
+    report.param("cache_size", z.cache_size);
     Scratch scratch(args);
     for (int rep = 0; rep < args.reps; ++rep) measure(args, scratch, z, report);
     report.note("runs/s rows count whole runs through the phase; latency rows time one run at a time "

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <malloc.h>
+#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -124,6 +125,12 @@ double cpu_seconds() {
     return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
+long minor_page_faults() {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    return usage.ru_minflt;
+}
+
 void Stopwatch::start() {
     cpu_ = cpu_seconds();
     wall_ = std::chrono::steady_clock::now();
@@ -220,6 +227,13 @@ abide::EngineOptions engine_options(const fs::path& file, abide::Durability dura
     o.durability = durability;
     o.map_size = map_bytes;
     return o;
+}
+
+std::size_t cache_size_option(const Args& args) {
+    const auto fallback = static_cast<long long>(abide::EngineOptions{}.cache_size);
+    const long long n = args.number("cache-size", fallback, fallback);
+    if (n < 0) throw std::runtime_error("--cache-size is a number of runs, 0 or more");
+    return static_cast<std::size_t>(n);
 }
 
 // ---- recording abide's writes ----------------------------------------------------

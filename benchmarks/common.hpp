@@ -83,6 +83,10 @@ private:
     double cpu_ = 0;
 };
 double cpu_seconds();
+/// Minor page faults of this process so far (getrusage). On a virtual machine
+/// each costs microseconds that no instruction count shows: first touches of
+/// new fiber stacks, of heap grown again after a trim, of new map pages.
+long minor_page_faults();
 
 /// An EngineOptions::clock that stands still at the time it was made until
 /// advance() moves it: timers fall due when a benchmark says so.
@@ -131,6 +135,10 @@ void remove_database(const fs::path& file);
 /// batch, and the tap would see the aborted attempt's writes).
 abide::EngineOptions engine_options(const fs::path& file, abide::Durability durability,
                                     std::size_t map_bytes = std::size_t{1} << 30);
+/// The --cache-size=N option of programs that list "cache-size" among their
+/// extra keys: EngineOptions::cache_size, by default the engine's own (1,024).
+/// Throws for a negative number.
+std::size_t cache_size_option(const Args& args);
 
 // ---- recording abide's writes ----------------------------------------------------
 
