@@ -294,7 +294,8 @@ json RunInstance::run_step(std::string_view name, const StepOptions& options,
     }
 }
 
-const JournalEntry* RunInstance::wake_of_wait(WaitKind kind, std::string_view name, const json& data,
+const JournalEntry* RunInstance::wake_of_wait(WaitKind kind, std::string_view name,
+                                              function_ref<const json&(json&)> data,
                                               std::optional<Duration> timeout) {
     check_callable(kind == WaitKind::suspend ? "suspend" : "wait_for_signal");
     if (cancelled_) throw Cancelled(*cancelled_);
@@ -313,7 +314,10 @@ const JournalEntry* RunInstance::wake_of_wait(WaitKind kind, std::string_view na
     entry.kind = EntryKind::wait;
     entry.wait_kind = kind;
     entry.name = std::string(name);
-    entry.value = dump_stored_json(data);
+    {
+        json scratch;  // holds the data's encoding if it is not json already
+        entry.value = dump_stored_json(data(scratch));
+    }
     entry.started_us = entry.finished_us = to_micros(core_.now());  // the instant it parked
     entry.deadline_us = deadline_after(timeout);
     return park(std::move(entry));
@@ -362,7 +366,7 @@ json Context::run_step(std::string_view name, const StepOptions& options,
 // The waits report an unwind to their inline callers, which throw
 // FiberUnwind in the workflow's frame, with nothing of theirs alive (see
 // RunInstance::unwinding_).
-bool Context::wait(WaitKind kind, std::string_view name, const json& data, std::optional<Duration> timeout,
+bool Context::wait(WaitKind kind, std::string_view name, WaitData data, std::optional<Duration> timeout,
                    std::optional<json>& payload) {
     const detail::JournalEntry* wake = instance_.wake_of_wait(kind, name, data, timeout);
     if (!wake) return false;

@@ -90,8 +90,10 @@ public:
     /// A wait or a sleep, up to its wake entry, which it returns (valid
     /// until the next journal append), or nullptr if told to unwind: the
     /// caller, Context, then throws FiberUnwind.
-    [[nodiscard]] const JournalEntry* wake_of_wait(WaitKind kind, std::string_view name, const json& data,
-                                     std::optional<Duration> timeout);
+    /// `data` gives the wait's data (see Context::WaitData); replay never asks.
+    [[nodiscard]] const JournalEntry* wake_of_wait(WaitKind kind, std::string_view name,
+                                                   function_ref<const json&(json&)> data,
+                                                   std::optional<Duration> timeout);
     [[nodiscard]] const JournalEntry* wake_of_sleep(Duration duration);
     std::string recorded(EntryKind kind, const std::function<std::string()>& make);
     const std::string& workflow() const noexcept { return def_.name; }

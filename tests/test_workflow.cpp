@@ -453,6 +453,74 @@ TEST_CASE_METHOD(test::EngineFixture,
     CHECK(engine.result<std::string>(run) == "timeout:approve:abide.wait.timeout");
 }
 
+namespace {
+/// Wait metadata of the workflow's own type; counts its encodings.
+struct RefundRequest {
+    std::string ticket_id;
+    std::int64_t amount = 0;
+};
+int refund_request_encodings = 0;
+void to_json(json& j, const RefundRequest& r) {
+    ++refund_request_encodings;
+    j = json{{"ticket_id", r.ticket_id}, {"amount", r.amount}};
+}
+}  // namespace
+
+TEST_CASE_METHOD(test::EachCacheSize,
+                 "typed wait metadata and suspend data are stored as their JSON, and replay does not encode them again",
+                 "[wait][suspend][metadata][replay]") {
+    test::Reopenable db;
+    refund_request_encodings = 0;
+    db.define = [&](Engine& e) {
+        e.define("refund",
+                 [&](Context& ctx, const std::string& ticket) {
+                     const RefundRequest request{ticket, 4900};
+                     auto d = ctx.wait_for_signal<Decision>("decision", 24h, request);   // with a timeout
+                     auto again = ctx.wait_for_signal<Decision>("decision", request);    // without one
+                     json note = ctx.suspend("sign_off", RefundRequest{ticket + "-b", 10});
+                     return d->status + "/" + again.status + "/" + note.dump();
+                 })
+            .signal<Decision>("decision");
+    };
+    Engine& e = db.open(cache_size);
+    const std::string run = test::start_waiting(e, "refund", std::string("T-1")).id;
+    const json stored = {{"ticket_id", "T-1"}, {"amount", 4900}};
+    const WaitInfo first = test::waiting_on(e, run, WaitKind::signal, "decision");
+    CHECK(first.data == stored);
+    REQUIRE(first.deadline);  // the duration was the timeout, not metadata
+    CHECK(refund_request_encodings == 1);
+
+    CHECK(e.signal(run, "decision", test::approved()).outcome == SignalOutcome::delivered);
+    e.poll();
+    const WaitInfo second = test::waiting_on(e, run, WaitKind::signal, "decision");
+    CHECK(second.data == stored);
+    CHECK_FALSE(second.deadline);
+    // A replay (every resume, with cache_size 0) passes the first wait
+    // without encoding its metadata: one encoding per wait reached live.
+    CHECK(refund_request_encodings == 2);
+
+    CHECK(e.signal(run, "decision", test::approved()).outcome == SignalOutcome::delivered);
+    e.poll();
+    const WaitInfo third = test::waiting_on(e, run, WaitKind::suspend, "sign_off");
+    CHECK(third.data == json{{"ticket_id", "T-1-b"}, {"amount", 10}});
+    CHECK(refund_request_encodings == 3);
+    std::size_t waiting_events = 0;
+    for (const Event& ev : e.events())
+        if (ev.run_id == run && ev.type == EventType::waiting) {
+            CHECK(ev.data == stored);
+            ++waiting_events;
+        }
+    CHECK(waiting_events == 2);
+
+    db.close();
+    Engine& reopened = db.open(cache_size);
+    CHECK(reopened.resume(run, "sign_off", json{{"ok", true}}).outcome == SignalOutcome::delivered);
+    reopened.poll();
+    REQUIRE(status_of(reopened, run) == RunStatus::completed);
+    CHECK(reopened.result<std::string>(run) == R"(approved/approved/{"ok":true})");
+    CHECK(refund_request_encodings == 3);
+}
+
 // ---- journaled sources of time, randomness and ids ---------------------------------
 
 TEST_CASE("ctx.now, ctx.random and ctx.uuid return the recorded values on replay", "[determinism][replay][reopen]") {

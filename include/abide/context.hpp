@@ -107,36 +107,48 @@ public:
     /// Waits until Engine::signal(run, name, payload) delivers a payload, and
     /// returns it decoded into T; returns nothing if `timeout` passes first.
     /// `metadata` is stored with the wait: Engine::list_runs and the event
-    /// log show it (an approval inbox). A signal sent before this wait is
+    /// log show it (an approval inbox). It is a json value (a braced list
+    /// makes one) or a value of any type with a codec (see codec.hpp), such
+    /// as the workflow's own struct; a typed value is encoded only when the
+    /// wait is first reached, so replay, which passes the journaled wait,
+    /// does not build its JSON again. A signal sent before this wait is
     /// consumed by it. Raises Cancelled if the run is cancelled meanwhile.
     /// (The waits are always inlined and throw abide's unwind in the
     /// workflow's own frame: a run evicted while it waits is unwound through
     /// the fewest frames; see RunInstance::unwinding_.)
-    template <class T>
-    [[gnu::always_inline]] std::optional<T> wait_for_signal(std::string_view name, Duration timeout, json metadata = json::object()) {
+    template <class T, class M = json>
+    [[gnu::always_inline]] std::optional<T> wait_for_signal(std::string_view name, Duration timeout,
+                                                            const M& metadata = json::object()) {
         std::optional<json> payload;
-        if (!wait(WaitKind::signal, name, metadata, timeout, payload)) throw detail::FiberUnwind{};
+        auto data = [&](json& scratch) -> const json& { return encoded(metadata, scratch); };
+        if (!wait(WaitKind::signal, name, data, timeout, payload)) throw detail::FiberUnwind{};
         if (!payload) return std::nullopt;
         return detail::decode_as<T>(*payload, "signal", name);
     }
 
-    /// Waits without a deadline.
-    template <class T>
-    [[gnu::always_inline]] T wait_for_signal(std::string_view name, json metadata = json::object()) {
+    /// Waits without a deadline. (A duration as the second argument is the
+    /// timeout of the form above, never metadata.)
+    template <class T, class M = json>
+        requires(!std::is_convertible_v<const M&, Duration>)
+    [[gnu::always_inline]] T wait_for_signal(std::string_view name, const M& metadata = json::object()) {
         std::optional<json> payload;
-        if (!wait(WaitKind::signal, name, metadata, std::nullopt, payload)) throw detail::FiberUnwind{};
+        auto data = [&](json& scratch) -> const json& { return encoded(metadata, scratch); };
+        if (!wait(WaitKind::signal, name, data, std::nullopt, payload)) throw detail::FiberUnwind{};
         if (!payload) timed_out_without_timeout(name);
         return detail::decode_as<T>(*payload, "signal", name);
     }
 
     /// Parks the run until Engine::resume(run, step_key, data) and returns that
     /// data. Emits a `suspended` event with topic "{step_key}/{run_id}" and
-    /// `data`. Raises TimeoutError if `timeout` passes first, Cancelled if the
-    /// run is cancelled meanwhile.
-    [[gnu::always_inline]] json suspend(std::string_view step_key, json data = json::object(),
+    /// `data`, which is json or a typed value as wait_for_signal's metadata.
+    /// Raises TimeoutError if `timeout` passes first, Cancelled if the run is
+    /// cancelled meanwhile.
+    template <class M = json>
+    [[gnu::always_inline]] json suspend(std::string_view step_key, const M& data = json::object(),
                                         std::optional<Duration> timeout = std::nullopt) {
         std::optional<json> resumed;
-        if (!wait(WaitKind::suspend, step_key, data, timeout, resumed)) throw detail::FiberUnwind{};
+        auto stored = [&](json& scratch) -> const json& { return encoded(data, scratch); };
+        if (!wait(WaitKind::suspend, step_key, stored, timeout, resumed)) throw detail::FiberUnwind{};
         if (!resumed) suspend_timed_out(step_key);
         return std::move(*resumed);
     }
@@ -175,11 +187,23 @@ private:
 
     json run_step(std::string_view name, const StepOptions& options,
                   detail::function_ref<json(StepContext&)> body);
+    /// A wait's data, asked for only when the wait is reached live: the value
+    /// itself, or its encoding written into the scratch value given.
+    using WaitData = detail::function_ref<const json&(json& scratch)>;
+    template <class M>
+    static const json& encoded(const M& value, json& scratch) {
+        if constexpr (std::is_same_v<M, json>) {
+            (void)scratch;
+            return value;
+        } else {
+            return scratch = codec<M>::encode(value);
+        }
+    }
     /// Sets `payload` to the wake's payload, or to nothing on a timeout.
     /// Returns false when the run is being unwound (evicted): the caller
     /// throws FiberUnwind itself, so that the unwinder starts in the
     /// workflow's own frame and crosses one frame fewer.
-    bool wait(WaitKind kind, std::string_view name, const json& data, std::optional<Duration> timeout,
+    bool wait(WaitKind kind, std::string_view name, WaitData data, std::optional<Duration> timeout,
               std::optional<json>& payload);
     /// Raises NondeterminismError: a wait without a timeout found a timeout in
     /// the journal (the code dropped the timeout of a wait in flight).
