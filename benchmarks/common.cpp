@@ -575,9 +575,8 @@ std::string refund_review(abide::Context& ctx, const std::string& ticket) {
     const auto amount = ctx.step("load_ticket", [&] { return ticket_amount(ticket); });
     const auto tier = ctx.step("load_customer", [&] { return std::string(amount % 3 == 0 ? "gold" : "standard"); });
     const auto risk = ctx.step("score_risk", [&] { return static_cast<int>(amount % 97); });
-    auto decision = ctx.wait_for_signal<Decision>(
-        refund_signal, std::chrono::hours(7 * 24),
-        {{"ticket_id", ticket}, {"amount", amount}, {"tier", tier}, {"risk", risk}});
+    auto decision = ctx.wait_for_signal<Decision>(refund_signal, std::chrono::hours(7 * 24),
+                                                  RefundRequest{ticket, amount, tier, risk});
     if (!decision) return "timed_out";
     if (decision->status != "approved") return "not_approved";
     const auto receipt =

@@ -300,9 +300,19 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Decision, status, reviewer_id, reason, approv
 inline constexpr const char* refund_workflow = "refund_review";
 inline constexpr const char* refund_signal = "refund_decision";
 
+/// The wait's metadata, typed: the approval inbox shows it as
+/// {"amount","risk","ticket_id","tier"}.
+struct RefundRequest {
+    std::string ticket_id;
+    std::int64_t amount = 0;
+    std::string tier;
+    int risk = 0;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(RefundRequest, ticket_id, amount, tier, risk)
+
 /// The refund workload: three steps (load the ticket, the customer, a risk
-/// score), wait_for_signal<Decision>("refund_decision", 7 days, metadata), then
-/// for an approval the "issue_refund" step, and completion.
+/// score), wait_for_signal<Decision>("refund_decision", 7 days, RefundRequest),
+/// then for an approval the "issue_refund" step, and completion.
 void define_refund(abide::Engine& engine);
 std::string ticket_id(std::size_t i);
 abide::StartRequest refund_start(std::size_t i, const std::string& run_id);
