@@ -294,8 +294,7 @@ json RunInstance::run_step(std::string_view name, const StepOptions& options,
     }
 }
 
-const JournalEntry* RunInstance::wake_of_wait(WaitKind kind, std::string_view name,
-                                              function_ref<const json&(json&)> data,
+const JournalEntry* RunInstance::wake_of_wait(WaitKind kind, std::string_view name, WaitData data,
                                               std::optional<Duration> timeout) {
     check_callable(kind == WaitKind::suspend ? "suspend" : "wait_for_signal");
     if (cancelled_) throw Cancelled(*cancelled_);
@@ -366,7 +365,7 @@ json Context::run_step(std::string_view name, const StepOptions& options,
 // The waits report an unwind to their inline callers, which throw
 // FiberUnwind in the workflow's frame, with nothing of theirs alive (see
 // RunInstance::unwinding_).
-bool Context::wait(WaitKind kind, std::string_view name, WaitData data, std::optional<Duration> timeout,
+bool Context::wait(WaitKind kind, std::string_view name, detail::WaitData data, std::optional<Duration> timeout,
                    std::optional<json>& payload) {
     const detail::JournalEntry* wake = instance_.wake_of_wait(kind, name, data, timeout);
     if (!wake) return false;

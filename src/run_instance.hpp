@@ -90,9 +90,8 @@ public:
     /// A wait or a sleep, up to its wake entry, which it returns (valid
     /// until the next journal append), or nullptr if told to unwind: the
     /// caller, Context, then throws FiberUnwind.
-    /// `data` gives the wait's data (see Context::WaitData); replay never asks.
-    [[nodiscard]] const JournalEntry* wake_of_wait(WaitKind kind, std::string_view name,
-                                                   function_ref<const json&(json&)> data,
+    /// `data` gives the wait's data (see WaitData); replay never asks.
+    [[nodiscard]] const JournalEntry* wake_of_wait(WaitKind kind, std::string_view name, WaitData data,
                                                    std::optional<Duration> timeout);
     [[nodiscard]] const JournalEntry* wake_of_sleep(Duration duration);
     std::string recorded(EntryKind kind, const std::function<std::string()>& make);

@@ -49,6 +49,11 @@ private:
     void* obj_;
     R (*call_)(void*, A...);
 };
+
+/// A wait's data (metadata or suspend data), asked for only when the wait is
+/// reached live, never on replay: the value itself, or its encoding written
+/// into the scratch value given.
+using WaitData = function_ref<const json&(json& scratch)>;
 }  // namespace detail
 
 /// Given to a step body that takes it as first parameter.
@@ -187,9 +192,8 @@ private:
 
     json run_step(std::string_view name, const StepOptions& options,
                   detail::function_ref<json(StepContext&)> body);
-    /// A wait's data, asked for only when the wait is reached live: the value
-    /// itself, or its encoding written into the scratch value given.
-    using WaitData = detail::function_ref<const json&(json& scratch)>;
+    /// The data a wait stores (see detail::WaitData): `value` itself if it is
+    /// json, else its codec's encoding, written into `scratch`.
     template <class M>
     static const json& encoded(const M& value, json& scratch) {
         if constexpr (std::is_same_v<M, json>) {
@@ -203,7 +207,7 @@ private:
     /// Returns false when the run is being unwound (evicted): the caller
     /// throws FiberUnwind itself, so that the unwinder starts in the
     /// workflow's own frame and crosses one frame fewer.
-    bool wait(WaitKind kind, std::string_view name, WaitData data, std::optional<Duration> timeout,
+    bool wait(WaitKind kind, std::string_view name, detail::WaitData data, std::optional<Duration> timeout,
               std::optional<json>& payload);
     /// Raises NondeterminismError: a wait without a timeout found a timeout in
     /// the journal (the code dropped the timeout of a wait in flight).
