@@ -929,7 +929,7 @@ EngineCore::Claim EngineCore::load_claimed(const std::vector<std::uint64_t>& can
                 }
                 if (instance && (instance->incarnation() != record.incarnation ||
                                  instance->journal_size() > record.journal_len))
-                    dropped.push_back(std::move(instance));
+                    dropped.push_back(std::move(instance));  // leaves it null: a new one is made below
                 const std::uint32_t cached_entries = instance ? instance->journal_size() : 0;
                 std::vector<JournalEntry> entries;
                 Cursor j(t, Db::journal);

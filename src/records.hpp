@@ -110,10 +110,10 @@ struct RunRecord {
     bool operator==(const RunRecord&) const = default;
 };
 
-std::string encode(const RunRecord&, std::uint64_t run);
+std::string encode(const RunRecord&, std::uint64_t number);
 /// The same record built in `buffer` (see ByteWriter), valid until its next use.
-std::string_view encode(const RunRecord&, std::uint64_t run, std::string& buffer);
-RunRecord decode_run_record(std::string_view bytes, std::uint64_t run);
+std::string_view encode(const RunRecord&, std::uint64_t number, std::string& buffer);
+RunRecord decode_run_record(std::string_view bytes, std::uint64_t run_number);
 
 /// The value of stored JSON text (a step's result, a run's input, a
 /// payload): exactly what json::parse returns, and throws, for it. Replay
