@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <exception>
 #include <regex>
 #include <stdexcept>
 #include <string>
@@ -990,6 +991,59 @@ TEST_CASE("however many runs park, the cache keeps at most cache_size fibers, an
     CHECK(FrameObject::alive == 0);
     CHECK(test::completed_output<std::int64_t>(engine, runs[0]) == 1);
     CHECK(test::completed_output<std::int64_t>(engine, runs[299]) == 300);
+}
+
+TEST_CASE("a run evicted while it waits inside a handler unwinds through nested catch blocks, which see it in flight",
+          "[fiber][cache][exception]") {
+    test::Reopenable db;
+    int rethrown = 0, typed_handler_saw_it = 0, unwinding_destructors = 0;
+    // Destroyed while the eviction's unwind is in flight: std::uncaught_exceptions
+    // counts it there, as it would a thrown exception.
+    struct Witness {
+        int& unwinding;
+        ~Witness() {
+            if (std::uncaught_exceptions() > 0) ++unwinding;
+        }
+    };
+    db.define = [&](Engine& e) {
+        e.define("escalate",
+                 [&](Context& ctx) -> std::string {
+                     try {
+                         ctx.step("charge", [] { throw std::runtime_error("card declined"); });
+                     } catch (const StepError&) {
+                         // Ask a person, from inside the handler: the fiber parks
+                         // with StepError caught, and the eviction's unwind must
+                         // nest in it, then leave both handlers.
+                         try {
+                             Witness witness{unwinding_destructors};
+                             auto d = ctx.wait_for_signal<Decision>("decision");
+                             return d.status;
+                         } catch (const std::exception&) {
+                             ++typed_handler_saw_it;
+                             throw;
+                         } catch (...) {
+                             ++rethrown;
+                             throw;
+                         }
+                     }
+                     return "charged";
+                 })
+            .signal<Decision>("decision");
+        e.define("filler", [](Context& ctx) { (void)ctx.wait_for_signal<Decision>("decision"); })
+            .signal<Decision>("decision");
+    };
+    Engine& engine = db.open(1);
+    auto run = test::start_waiting(engine, "escalate");
+    (void)test::start_waiting(engine, "filler");  // evicts `run`
+    CHECK(rethrown == 1);
+    CHECK(typed_handler_saw_it == 0);
+    CHECK(unwinding_destructors == 1);
+    CHECK(std::uncaught_exceptions() == 0);
+    test::waiting_on(engine, run, WaitKind::signal, "decision");
+    CHECK(engine.signal(run, "decision", test::approved()).outcome == SignalOutcome::delivered);
+    CHECK(engine.poll().completed == 1);
+    CHECK(test::completed_output<std::string>(engine, run) == "approved");
+    CHECK(rethrown == 1);  // the replay took the same path and nothing unwound it
 }
 
 TEST_CASE("a workflow that swallows the unwind of an evicted run is unwound again at its next call, or stays parked",
