@@ -46,6 +46,8 @@ TEST_CASE("a workflow runs steps, waits for a signal and completes", "[smoke]") 
     CHECK(engine.status(run)->status == RunStatus::waiting);
     auto r = engine.signal(run, "decision", R"({"status":"approved","reviewer_id":"u1","reason":"ok","approved_amount":4900})");
     CHECK(r.outcome == SignalOutcome::delivered);
+    CHECK(r.message == "delivered: run '" + run.id +
+                           "' was waiting for signal 'decision' and is ready; the next poll continues it");
     engine.poll();
     CHECK(engine.status(run)->status == RunStatus::completed);
     CHECK(engine.result<std::string>(run) == "refunded");
