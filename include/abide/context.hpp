@@ -125,8 +125,7 @@ public:
     [[gnu::always_inline]] std::optional<T> wait_for_signal(std::string_view name, Duration timeout,
                                                             const M& metadata = json::object()) {
         std::optional<json> payload;
-        auto data = [&](json& scratch) -> const json& { return encoded(metadata, scratch); };
-        if (!wait(WaitKind::signal, name, data, timeout, payload)) throw detail::FiberUnwind{};
+        if (!wait_with(WaitKind::signal, name, metadata, timeout, payload)) throw detail::FiberUnwind{};
         if (!payload) return std::nullopt;
         return detail::decode_as<T>(*payload, "signal", name);
     }
@@ -137,8 +136,7 @@ public:
         requires(!std::is_convertible_v<const M&, Duration>)
     [[gnu::always_inline]] T wait_for_signal(std::string_view name, const M& metadata = json::object()) {
         std::optional<json> payload;
-        auto data = [&](json& scratch) -> const json& { return encoded(metadata, scratch); };
-        if (!wait(WaitKind::signal, name, data, std::nullopt, payload)) throw detail::FiberUnwind{};
+        if (!wait_with(WaitKind::signal, name, metadata, std::nullopt, payload)) throw detail::FiberUnwind{};
         if (!payload) timed_out_without_timeout(name);
         return detail::decode_as<T>(*payload, "signal", name);
     }
@@ -152,8 +150,7 @@ public:
     [[gnu::always_inline]] json suspend(std::string_view step_key, const M& data = json::object(),
                                         std::optional<Duration> timeout = std::nullopt) {
         std::optional<json> resumed;
-        auto stored = [&](json& scratch) -> const json& { return encoded(data, scratch); };
-        if (!wait(WaitKind::suspend, step_key, stored, timeout, resumed)) throw detail::FiberUnwind{};
+        if (!wait_with(WaitKind::suspend, step_key, data, timeout, resumed)) throw detail::FiberUnwind{};
         if (!resumed) suspend_timed_out(step_key);
         return std::move(*resumed);
     }
@@ -192,16 +189,21 @@ private:
 
     json run_step(std::string_view name, const StepOptions& options,
                   detail::function_ref<json(StepContext&)> body);
-    /// The data a wait stores (see detail::WaitData): `value` itself if it is
-    /// json, else its codec's encoding, written into `scratch`.
+    /// wait() with `value` as the wait's data (see detail::WaitData): itself
+    /// if it is json, else its codec's encoding, built only if the wait asks.
+    /// Not on the stack when the caller unwinds: it has returned by then.
     template <class M>
-    static const json& encoded(const M& value, json& scratch) {
-        if constexpr (std::is_same_v<M, json>) {
-            (void)scratch;
-            return value;
-        } else {
-            return scratch = codec<M>::encode(value);
-        }
+    bool wait_with(WaitKind kind, std::string_view name, const M& value, std::optional<Duration> timeout,
+                   std::optional<json>& payload) {
+        auto data = [&value](json& scratch) -> const json& {
+            if constexpr (std::is_same_v<M, json>) {
+                (void)scratch;
+                return value;
+            } else {
+                return scratch = codec<M>::encode(value);
+            }
+        };
+        return wait(kind, name, data, timeout, payload);
     }
     /// Sets `payload` to the wake's payload, or to nothing on a timeout.
     /// Returns false when the run is being unwound (evicted): the caller
