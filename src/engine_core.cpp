@@ -46,11 +46,10 @@ EngineCore::EngineCore(EngineOptions opts)
       // steady state maps no new stacks.
       stacks(options.fiber_stack_size, options.cache_size + options.max_runs_per_round),
       commits(storage, options.clock, options.on_event), run_locks(options.path.string()),
-      random_(std::random_device{}()) {}
+      random_(std::random_device{}()), cache_(options.cache_size) {}
 
 EngineCore::~EngineCore() {
     // Unwind cached fibers while the stack pool still exists.
-    cache_index_.clear();
     cache_.clear();
 }
 
@@ -874,11 +873,7 @@ EngineCore::Claim EngineCore::load_claimed(const std::vector<std::uint64_t>& can
             std::unique_ptr<RunInstance> instance;
             {
                 std::lock_guard lock(runs_mutex_);
-                if (auto it = cache_index_.find(run); it != cache_index_.end()) {
-                    instance = std::move(*it->second);
-                    cache_.erase(it->second);
-                    cache_index_.erase(it);
-                }
+                instance = cache_.take(run);
             }
             auto give_up = [&] {
                 let_go.push_back(run);
@@ -1081,18 +1076,12 @@ void EngineCore::release_instances(std::vector<Release> releases) {
         for (std::uint64_t run : runs) executing_.erase(run);
         run_locks.unlock_all(runs);  // after their commit: the next executor sees it all
         for (Release& r : releases) {
-            if (!r.parked || options.cache_size == 0 || r.instance->finished()) {
+            if (!r.parked || r.instance->finished()) {
                 gone.push_back(std::move(r.instance));
                 continue;
             }
-            const std::uint64_t run = r.instance->run_number();
-            cache_.push_front(std::move(r.instance));
-            cache_index_[run] = cache_.begin();
-            if (cache_.size() > options.cache_size) {
-                gone.push_back(std::move(cache_.back()));
-                cache_index_.erase(gone.back()->run_number());
-                cache_.pop_back();
-            }
+            const std::int64_t deadline_us = r.instance->park_deadline_us();
+            if (auto left_out = cache_.keep(std::move(r.instance), deadline_us)) gone.push_back(std::move(left_out));
         }
     }
     // `gone` unwinds here, outside the lock.

@@ -6,6 +6,7 @@
 #include "bytes.hpp"
 #include "commit_queue.hpp"
 #include "fiber.hpp"
+#include "fiber_cache.hpp"
 #include "keys.hpp"
 #include "records.hpp"
 #include "run_instance.hpp"
@@ -14,7 +15,6 @@
 
 #include <abide/engine.hpp>
 
-#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -23,7 +23,6 @@
 #include <shared_mutex>
 #include <span>
 #include <string>
-#include <unordered_map>
 
 namespace abide::detail {
 
@@ -205,7 +204,7 @@ private:
     std::mt19937_64 random_;
 
     // Runs being executed by a poll in this process, and parked fibers kept
-    // for a quick resume (most recently parked at the front).
+    // for a quick resume.
     std::mutex runs_mutex_;
     std::set<std::uint64_t> executing_;
     // Runs whose last claim ended in a failed commit, not a crash: their next
@@ -213,8 +212,7 @@ private:
     std::set<std::uint64_t> not_counted_;
     // Normal rounds hold it shared; a suspect's round holds it alone.
     std::shared_mutex isolation_mutex_;
-    std::list<std::unique_ptr<RunInstance>> cache_;
-    std::unordered_map<std::uint64_t, std::list<std::unique_ptr<RunInstance>>::iterator> cache_index_;
+    FiberCache cache_;
 };
 
 }  // namespace abide::detail

@@ -75,6 +75,8 @@ public:
     void advance();
     const Request& request() const noexcept { return request_; }
     bool finished() const noexcept { return fiber_.finished(); }
+    /// While parked: the deadline of the park entry it waits on (0: none).
+    std::int64_t park_deadline_us() const noexcept { return journal_.empty() ? 0 : journal_.back().deadline_us; }
     /// Unwinds a parked fiber; afterwards finished() is true. Idempotent.
     void unwind() noexcept;
     /// The run's record as this instance's last commit stored it, or as its

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <map>
 #include <regex>
 #include <stdexcept>
 #include <string>
@@ -939,7 +940,7 @@ TEST_CASE("a parked run evicted from the cache destroys its frames, whatever it 
                  })
             .signal<Decision>("decision");
     };
-    Engine& engine = db.open(1);  // each run that parks evicts the one before
+    Engine& engine = db.open(1);  // one fiber stays cached; the other runs are evicted
     FrameObject::alive = 0;
     std::vector<std::string> runs;
     for (std::string kind : {"signal", "suspend", "sleep", "retry"}) {
@@ -993,6 +994,43 @@ TEST_CASE("however many runs park, the cache keeps at most cache_size fibers, an
     CHECK(test::completed_output<std::int64_t>(engine, runs[299]) == 300);
 }
 
+TEST_CASE("a full cache evicts the run needed last: the latest deadline, none counting as latest, then the last parked",
+          "[fiber][cache]") {
+    test::Reopenable db;
+    std::map<std::string, int> executions;  // workflow code outside steps runs again on each replay
+    db.define = [&](Engine& e) {
+        e.define("waiter",
+                 [&](Context& ctx, const std::string& kind) -> std::string {
+                     ++executions[kind];
+                     if (kind == "sleep") {
+                         ctx.sleep(1min);
+                         return "slept";
+                     }
+                     if (kind == "no-deadline") return ctx.wait_for_signal<Decision>("decision").status;
+                     return ctx.wait_for_signal<Decision>("decision", 7 * 24h)->status;
+                 })
+            .signal<Decision>("decision");
+    };
+    Engine& engine = db.open(2);
+    // Parked in this order, one poll each. Needed soonest first: the sleep
+    // (1 minute), then the two week-long waits by parking order, then the
+    // wait with no deadline. A recency order would keep the last two instead.
+    std::map<std::string, std::string> runs;
+    for (std::string kind : {"week-first", "sleep", "no-deadline", "week-second"}) {
+        runs[kind] = engine.start("waiter", kind).id;
+        CHECK(engine.poll().waiting == 1);
+    }
+    CHECK(engine.stats().cached_runs == 2);
+    for (std::string kind : {"week-first", "no-deadline", "week-second"})
+        CHECK(engine.signal(runs[kind], "decision", test::approved()).outcome == SignalOutcome::delivered);
+    db.clock.advance(2min);
+    CHECK(engine.poll().completed == 4);
+    CHECK(executions == std::map<std::string, int>{
+                            {"week-first", 1}, {"sleep", 1}, {"no-deadline", 2}, {"week-second", 2}});
+    CHECK(test::completed_output<std::string>(engine, runs["sleep"]) == "slept");
+    CHECK(test::completed_output<std::string>(engine, runs["no-deadline"]) == "approved");
+}
+
 TEST_CASE("a run evicted while it waits inside a handler unwinds through nested catch blocks, which see it in flight",
           "[fiber][cache][exception]") {
     test::Reopenable db;
@@ -1029,7 +1067,8 @@ TEST_CASE("a run evicted while it waits inside a handler unwinds through nested 
                      return "charged";
                  })
             .signal<Decision>("decision");
-        e.define("filler", [](Context& ctx) { (void)ctx.wait_for_signal<Decision>("decision"); })
+        // Its timeout makes it needed sooner than a wait with no deadline: the cache keeps it.
+        e.define("filler", [](Context& ctx) { (void)ctx.wait_for_signal<Decision>("decision", 1h); })
             .signal<Decision>("decision");
     };
     Engine& engine = db.open(1);
@@ -1064,13 +1103,15 @@ TEST_CASE("a workflow that swallows the unwind of an evicted run is unwound agai
                      return status;
                  })
             .signal<Decision>("decision");
-        e.define("filler", [](Context& ctx) { (void)ctx.wait_for_signal<Decision>("decision"); })
+        // Its timeout makes it needed sooner than a wait with no deadline: the cache keeps it.
+        e.define("filler", [](Context& ctx) { (void)ctx.wait_for_signal<Decision>("decision", 1h); })
             .signal<Decision>("decision");
     };
     Engine& engine = db.open(1);
     auto call_again = test::start_waiting(engine, "swallower", std::string("call again"));
+    // Waits as long as call_again and parked later: evicted as it parks.
     auto give_back = test::start_waiting(engine, "swallower", std::string("return"));
-    (void)test::start_waiting(engine, "filler");  // evicts give_back
+    (void)test::start_waiting(engine, "filler");  // evicts call_again
     CHECK(swallowed == 2);
     CHECK(after_runs == 0);
     // Neither the swallowed unwind nor the early return wrote anything.

@@ -46,7 +46,9 @@ struct EngineOptions {
     /// or big locals in workflow code (not step bodies' callees) need more.
     std::size_t fiber_stack_size = std::size_t{256} << 10;
     /// How many waiting runs keep their fiber in memory so that a signal
-    /// resumes them without replay. 0 keeps none: every resume replays.
+    /// resumes them without replay. 0 keeps none: every resume replays. When
+    /// full, the run likely needed last is evicted: the latest deadline (a
+    /// wait with none counts as latest), and of equal ones the last parked.
     std::size_t cache_size = 1024;
     /// Largest accepted payload (input, signal, resume data, step result), in
     /// bytes of JSON text. Larger ones are refused before anything is written.
