@@ -1080,8 +1080,7 @@ void EngineCore::release_instances(std::vector<Release> releases) {
                 gone.push_back(std::move(r.instance));
                 continue;
             }
-            const std::int64_t deadline_us = r.instance->park_deadline_us();
-            if (auto left_out = cache_.keep(std::move(r.instance), deadline_us)) gone.push_back(std::move(left_out));
+            if (auto left_out = cache_.keep(std::move(r.instance))) gone.push_back(std::move(left_out));
         }
     }
     // `gone` unwinds here, outside the lock.

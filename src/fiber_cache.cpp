@@ -15,8 +15,9 @@ std::unique_ptr<RunInstance> FiberCache::take(std::uint64_t run) {
     return instance;
 }
 
-std::unique_ptr<RunInstance> FiberCache::keep(std::unique_ptr<RunInstance> instance, std::int64_t deadline_us) {
+std::unique_ptr<RunInstance> FiberCache::keep(std::unique_ptr<RunInstance> instance) {
     if (capacity_ == 0) return instance;
+    const std::int64_t deadline_us = instance->park_deadline_us();
     const Need need{deadline_us == 0 ? std::numeric_limits<std::int64_t>::max() : deadline_us, parked_count_++};
     // Full, and needed no sooner than every cached run: this one goes. (Its
     // `parked` is the largest yet, so an equal deadline also sends it.)

@@ -35,10 +35,10 @@ public:
 
     /// Takes run's instance out of the cache; null if it is not cached.
     std::unique_ptr<RunInstance> take(std::uint64_t run);
-    /// Keeps a parked instance whose wait ends by `deadline_us` (0: none).
-    /// Returns the instance the bound leaves out (this one or an evicted
-    /// one) for the caller to destroy outside its lock, or null.
-    [[nodiscard]] std::unique_ptr<RunInstance> keep(std::unique_ptr<RunInstance> instance, std::int64_t deadline_us);
+    /// Keeps a parked instance, placed by its park's deadline. Returns the
+    /// instance the bound leaves out (this one or an evicted one) for the
+    /// caller to destroy outside its lock, or null.
+    [[nodiscard]] std::unique_ptr<RunInstance> keep(std::unique_ptr<RunInstance> instance);
     std::size_t size() const noexcept { return by_need_.size(); }
     /// Unwinds every cached fiber.
     void clear() noexcept;

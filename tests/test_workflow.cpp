@@ -918,6 +918,17 @@ struct FrameObject {
     ~FrameObject() { --alive; }
 };
 
+namespace {
+
+// A run that parks with a 1 h timeout: needed sooner than a wait with no
+// deadline, so a full cache keeps it and evicts that wait instead.
+void define_filler(Engine& e) {
+    e.define("filler", [](Context& ctx) { (void)ctx.wait_for_signal<Decision>("decision", 1h); })
+        .signal<Decision>("decision");
+}
+
+}  // namespace
+
 TEST_CASE("a parked run evicted from the cache destroys its frames, whatever it waits on, and resumes by replay",
           "[fiber][cache][exception]") {
     test::Reopenable db;
@@ -1067,9 +1078,7 @@ TEST_CASE("a run evicted while it waits inside a handler unwinds through nested 
                      return "charged";
                  })
             .signal<Decision>("decision");
-        // Its timeout makes it needed sooner than a wait with no deadline: the cache keeps it.
-        e.define("filler", [](Context& ctx) { (void)ctx.wait_for_signal<Decision>("decision", 1h); })
-            .signal<Decision>("decision");
+        define_filler(e);
     };
     Engine& engine = db.open(1);
     auto run = test::start_waiting(engine, "escalate");
@@ -1103,9 +1112,7 @@ TEST_CASE("a workflow that swallows the unwind of an evicted run is unwound agai
                      return status;
                  })
             .signal<Decision>("decision");
-        // Its timeout makes it needed sooner than a wait with no deadline: the cache keeps it.
-        e.define("filler", [](Context& ctx) { (void)ctx.wait_for_signal<Decision>("decision", 1h); })
-            .signal<Decision>("decision");
+        define_filler(e);
     };
     Engine& engine = db.open(1);
     auto call_again = test::start_waiting(engine, "swallower", std::string("call again"));
