@@ -5,6 +5,8 @@
 //     to the wait; ns/step of wall time and of process CPU time
 //     (CLOCK_PROCESS_CPUTIME_ID), against raw LMDB replaying the same write
 //     transactions (the bytes the tap saw);
+//   * the same for a run whose input is a document of 100 KiB: a step must
+//     not cost more, nor write more, because the run's input is large;
 //   * the same with the write tap uninstalled (what the recording costs);
 //   * replay: a run with R steps, reopened with cache_size 0 and signalled; one
 //     poll() re-executes the R steps from the journal and completes the run;
@@ -33,7 +35,21 @@ std::int64_t many_steps(abide::Context& ctx, const std::int64_t& count) {
     return sum;
 }
 
-void define(abide::Engine& e) { e.define(workflow, many_steps).signal<int>("go"); }
+/// A run's input that carries a document beside the number of steps.
+struct Document {
+    std::int64_t steps = 0;
+    std::string text;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Document, steps, text)
+
+constexpr const char* document_workflow = "steps_over_a_document";
+constexpr std::size_t document_bytes = 100 * 1024;
+
+void define(abide::Engine& e) {
+    e.define(workflow, many_steps).signal<int>("go");
+    e.define(document_workflow, [](abide::Context& ctx, const Document& doc) { return many_steps(ctx, doc.steps); })
+        .signal<int>("go");
+}
 
 void expect(bool ok, const std::string& what) {
     if (!ok) throw std::runtime_error(what);
@@ -67,11 +83,17 @@ struct FirstRun {
     Recording rec;
 };
 
-/// One poll that runs `steps` steps of a fresh run up to its wait.
-FirstRun first_execution(const Args& args, const fs::path& db, std::size_t steps, Mirror* mirror) {
+/// One poll that runs `steps` steps of a fresh run up to its wait; with
+/// `document`, the run's input also holds a document of document_bytes.
+FirstRun first_execution(const Args& args, const fs::path& db, std::size_t steps, Mirror* mirror,
+                         bool document = false) {
     abide::Engine engine(engine_options(db, args.durability));
     define(engine);
-    (void)engine.start(workflow, static_cast<std::int64_t>(steps), {.run_id = "first"});
+    const auto count = static_cast<std::int64_t>(steps);
+    if (document)
+        (void)engine.start(document_workflow, Document{count, std::string(document_bytes, 'x')}, {.run_id = "first"});
+    else
+        (void)engine.start(workflow, count, {.run_id = "first"});
     if (mirror) {
         mirror->seed(db);
         Recorder::instance().start();
@@ -101,6 +123,16 @@ void measure(const Args& args, const Scratch& scratch, std::size_t steps, std::s
                    static_cast<double>(run.rec.commits()) / static_cast<double>(steps));
         report.add("first_bytes_per_step", "step, first execution: bytes written per step", "bytes", Better::lower,
                    static_cast<double>(run.rec.bytes.size()) / static_cast<double>(steps));
+    }
+    // ---- first execution of a run whose input holds a document ----
+    {
+        Mirror mirror(scratch.file("document-baseline.db"), args);
+        FirstRun run = first_execution(args, scratch.file("document.db"), steps, &mirror, true);
+        Replay base = mirror.replay(run.rec);
+        report.add("document_ns_per_step", "step, first execution, the run's input 100 KiB", "ns/step",
+                   Better::lower, ns_per(run.time.wall, steps), ns_per(base.wall, steps));
+        report.add("document_bytes_per_step", "step, first execution, the run's input 100 KiB: bytes written per step",
+                   "bytes", Better::lower, static_cast<double>(run.rec.bytes.size()) / static_cast<double>(steps));
     }
     // ---- first execution with the tap uninstalled ----
     {

@@ -321,8 +321,8 @@ namespace {
 std::atomic<std::size_t> total_missing_deletes{0};
 
 // The table names of src/storage.cpp, in abide::detail::Db order.
-constexpr std::array<const char*, 11> table_names = {"meta",  "runs",  "run_ids", "journal", "inbox",    "signal_ids",
-                                                     "timers", "ready", "waits",   "by_status", "events"};
+constexpr std::array<const char*, 12> table_names = {"meta",   "runs",  "run_ids", "journal",   "inbox",  "signal_ids",
+                                                     "timers", "ready", "waits",   "by_status", "events", "inputs"};
 static_assert(static_cast<std::size_t>(Db::count_) == table_names.size(),
               "abide's tables changed: update table_names in benchmarks/common.cpp");
 

@@ -427,9 +427,10 @@ void EngineCore::apply_start(WriteContext& w, const PreparedStart& p, RunHandle&
     record.workflow = workflow;
     record.status = RunStatus::ready;
     record.created_us = w.now_us;
-    record.input = p.text;
+    // Stored once, beside the record that every step rewrites.
+    w.txn.put_new(Db::inputs, run_key(run), encode_run_input(p.text, run, w.scratch()));
     w.txn.put(Db::ready, run_key(run), {});
-    w.emit(run, record, make_event(EventType::started));  // the input is in the run record
+    w.emit(run, record, make_event(EventType::started));  // the input is in the inputs table
     record.updated_us = w.now_us;
     w.txn.put_new(Db::runs, run_key(run), encode(record, run, w.scratch()));
 }
@@ -952,7 +953,8 @@ EngineCore::Claim EngineCore::load_claimed(const std::vector<std::uint64_t>& can
                     if (seq >= record.journal_len) break;
                     entries.push_back(decode_journal_entry(j.value(), run, seq, record.created_us));
                 }
-                if (!instance) instance = std::make_unique<RunInstance>(*this, *def, run, record);
+                if (!instance)
+                    instance = std::make_unique<RunInstance>(*this, *def, run, record, run_input(t, run, record));
                 instance->append_committed(std::move(entries));
                 // A record read here, outside the commit queue, is kept only
                 // for the write that directly follows this snapshot (the

@@ -593,6 +593,20 @@ SignalIdMark decode_signal_id(std::string_view bytes, std::uint64_t run, std::st
     return static_cast<SignalIdMark>(mark);
 }
 
+std::string_view encode_run_input(std::string_view input, std::uint64_t run, std::string& buffer) {
+    ByteWriter w(record_version, buffer);
+    w.str(input);
+    return std::move(w).seal(run_key(run));
+}
+
+std::string decode_run_input(std::string_view bytes, std::uint64_t run) {
+    ByteReader r(bytes, run_key(run), [run] { return "the input of run #" + std::to_string(run); });
+    check_version(r);
+    std::string input(r.str());
+    if (!r.at_end()) r.fail("trailing bytes");
+    return input;
+}
+
 std::optional<std::uint64_t> signal_id_owner(std::string_view bytes) {
     try {
         ByteReader r = ByteReader::unchecked(bytes, [] { return std::string("a signal id record"); });
@@ -609,14 +623,14 @@ std::string wait_data(const JournalEntry& park) {
     return park.value;
 }
 
-RunInfo to_run_info(const RunRecord& run, const JournalEntry* park_entry) {
+RunInfo to_run_info(const RunRecord& run, std::string_view input, const JournalEntry* park_entry) {
     RunInfo info;
     info.id = run.id;
     info.workflow = run.workflow;
     info.status = run.status;
     info.created = from_micros(run.created_us);
     info.updated = from_micros(run.updated_us);
-    info.input = run.input.empty() ? json() : parse_stored_json(run.input);
+    info.input = input.empty() ? json() : parse_stored_json(input);
     if (run.status == RunStatus::completed) info.output = run.output.empty() ? json() : parse_stored_json(run.output);
     info.error = run.error;
     if (run.park && run.status == RunStatus::waiting) {

@@ -94,7 +94,9 @@ struct RunRecord {
     RunStatus status = RunStatus::ready;
     std::int64_t created_us = 0;
     std::int64_t updated_us = 0;
-    std::string input;   // JSON text
+    /// JSON text, only in records written before format 7; newer ones
+    /// leave it empty and keep the input in the inputs table (RunInput).
+    std::string input;
     std::string output;  // JSON text, when completed
     std::optional<ErrorInfo> error;
     std::uint32_t journal_len = 0;
@@ -150,6 +152,11 @@ enum class SignalIdMark : std::uint8_t {
 /// The record also holds the run's number, which its key holds too: when the
 /// key is damaged, the check can still name the run the id belonged to.
 std::string encode_signal_id(SignalIdMark, std::uint64_t run, std::string_view signal_id);
+/// A run's input (JSON text), stored once when the run starts: apart from
+/// the run's record, which every step rewrites, so that a step costs the same
+/// whatever the size of the input.
+std::string_view encode_run_input(std::string_view input, std::uint64_t run, std::string& buffer);
+std::string decode_run_input(std::string_view bytes, std::uint64_t run);
 SignalIdMark decode_signal_id(std::string_view bytes, std::uint64_t run, std::string_view signal_id);
 /// The run number a signal_ids record holds, read without trusting the
 /// checksum (for naming the run in a report); nullopt if unreadable.
@@ -207,6 +214,7 @@ EventSources event_sources_in(const Txn& txn);
 
 /// Public view of a stored run; `park_entry`: its park's journal entry when
 /// it waits (for the wait's data).
-RunInfo to_run_info(const RunRecord&, const JournalEntry* park_entry);
+/// `input`: the run's input as JSON text (EngineCore::run_input).
+RunInfo to_run_info(const RunRecord&, std::string_view input, const JournalEntry* park_entry);
 
 }  // namespace abide::detail

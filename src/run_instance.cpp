@@ -56,9 +56,10 @@ ErrorInfo describe_current_exception() {
 
 }  // namespace
 
-RunInstance::RunInstance(EngineCore& core, const WorkflowDef& def, std::uint64_t run_number, const RunRecord& record)
+RunInstance::RunInstance(EngineCore& core, const WorkflowDef& def, std::uint64_t run_number, const RunRecord& record,
+                         std::string input)
     : core_(core), def_(def), run_number_(run_number), id_(record.id), incarnation_(record.incarnation),
-      input_(record.input), fiber_(core.stacks, [this] { fiber_main(); }) {}
+      input_(std::move(input)), fiber_(core.stacks, [this] { fiber_main(); }) {}
 
 RunInstance::~RunInstance() { unwind(); }
 

@@ -56,7 +56,9 @@ struct Request {
 
 class RunInstance {
 public:
-    RunInstance(EngineCore& core, const WorkflowDef& def, std::uint64_t run_number, const RunRecord& record);
+    /// `input`: the run's input as JSON text (EngineCore::run_input).
+    RunInstance(EngineCore& core, const WorkflowDef& def, std::uint64_t run_number, const RunRecord& record,
+                std::string input);
     ~RunInstance();
     RunInstance(const RunInstance&) = delete;
     RunInstance& operator=(const RunInstance&) = delete;

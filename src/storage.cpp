@@ -28,7 +28,10 @@ constexpr std::string_view format_magic = "abide-journal";
 
 constexpr std::array<const char*, static_cast<std::size_t>(Db::count_)> db_names = {
     "meta", "runs", "run_ids", "journal", "inbox", "signal_ids",
-    "timers", "ready", "waits", "by_status", "events"};
+    "timers", "ready", "waits", "by_status", "events", "inputs"};
+
+/// The first format with this table: older files lack it until upgrade() makes it.
+constexpr std::uint32_t inputs_since_format = 7;
 
 MDB_val to_val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
 std::string_view from_val(const MDB_val& v) { return {static_cast<const char*>(v.mv_data), v.mv_size}; }
@@ -388,6 +391,16 @@ void Storage::check_format() {
                                   std::to_string(journal_format_version) +
                                   ". Finish its runs with the build that wrote it, or start a new file. "
                                   "The file was not modified");
+        if (version >= inputs_since_format && lacks_inputs_) {
+            // Another process may have upgraded the file since open_databases looked.
+            Txn txn = read();
+            lacks_inputs_ = !open_table(txn, Db::inputs, false, true);
+            txn.commit();  // keeps the table's handle
+            if (lacks_inputs_)
+                throw FormatError("abide.storage.corrupt", "'" + path_ + "' has journal format " +
+                                                               std::to_string(version) +
+                                                               " but lacks its 'inputs' table; the file is damaged");
+        }
         if (version == journal_format_version) return;
         if (read_only_)
             throw FormatError("abide.storage.older_format",
@@ -418,7 +431,11 @@ void Storage::upgrade(Txn& txn, std::uint32_t from) {
     // Formats 4 to 6 write events and journal entries in layout 3 (format 6
     // adds flags to events); older records stay as they are and are still
     // read: nothing to rewrite.
+    // Format 7 keeps each new run's input in the inputs table, written once,
+    // instead of in its record, rewritten at every step; records of older
+    // runs keep theirs and are read as they are.
     if (from <= 2) drop_executable_statuses(txn);
+    if (lacks_inputs_) lacks_inputs_ = !open_table(txn, Db::inputs, true, false);
     std::string meta(format_magic);
     put_be32(meta, journal_format_version);
     txn.put(Db::meta, "format", meta);
@@ -453,19 +470,31 @@ int compare_keys(const MDB_val* a, const MDB_val* b) noexcept {
     return a->mv_size < b->mv_size ? -1 : a->mv_size > b->mv_size ? 1 : 0;
 }
 
+bool Storage::open_table(Txn& txn, Db db, bool create, bool may_lack) {
+    const char* name = db_names[static_cast<std::size_t>(db)];
+    MDB_dbi handle = 0;
+    int rc = mdb_dbi_open(txn.txn_, name, create ? MDB_CREATE : 0, &handle);
+    if (rc == MDB_NOTFOUND && may_lack) return false;
+    if (rc == MDB_NOTFOUND)
+        throw FormatError("abide.storage.corrupt",
+                          "'" + path_ + "' lacks the '" + name + "' table; the file is damaged or not abide's");
+    if (rc != 0) throw_storage_error(rc, std::string("opening table ") + name);
+    // Before any access to the table, as LMDB requires.
+    rc = mdb_set_compare(txn.txn_, handle, compare_keys);
+    if (rc != 0) throw_storage_error(rc, std::string("setting the key order of table ") + name);
+    dbis_[static_cast<std::size_t>(db)] = handle;
+    return true;
+}
+
 void Storage::open_databases(bool create) {
     Txn txn(*this, create);
+    // A file older than the inputs table gets it from upgrade(); until then
+    // nothing reads it, since check_format() runs before any other access,
+    // and it refuses a file of the current format that lacks it.
     for (std::size_t i = 0; i < db_names.size(); ++i) {
-        MDB_dbi handle = 0;
-        int rc = mdb_dbi_open(txn.txn_, db_names[i], create ? MDB_CREATE : 0, &handle);
-        if (rc == MDB_NOTFOUND)
-            throw FormatError("abide.storage.corrupt", "'" + path_ + "' lacks the '" + db_names[i] +
-                                                           "' table; the file is damaged or not abide's");
-        if (rc != 0) throw_storage_error(rc, std::string("opening table ") + db_names[i]);
-        // Before any access to the table, as LMDB requires.
-        rc = mdb_set_compare(txn.txn_, handle, compare_keys);
-        if (rc != 0) throw_storage_error(rc, std::string("setting the key order of table ") + db_names[i]);
-        dbis_[i] = handle;
+        const Db db = static_cast<Db>(i);
+        const bool opened = open_table(txn, db, create, db == Db::inputs);
+        if (db == Db::inputs) lacks_inputs_ = !opened;
     }
     if (create) {
         std::string meta(format_magic);

@@ -3,6 +3,7 @@
 // Layout (one LMDB file, named databases, integer keys big-endian):
 //   meta        "format"                          -> magic + format version
 //   runs        run#(8)                           -> RunRecord
+//   inputs      run#(8)                           -> RunInput     (written once, at start)
 //   run_ids     external id                       -> run#(8)
 //   journal     run#(8) seq(4)                    -> JournalEntry
 //   inbox       run#(8) kind(1) name 0 seq(8)     -> InboxEntry   (signals not yet consumed)
@@ -48,7 +49,7 @@ namespace abide::detail {
 int compare_keys(const MDB_val* a, const MDB_val* b) noexcept;
 
 enum class Db : std::uint8_t {
-    meta, runs, run_ids, journal, inbox, signal_ids, timers, ready, waits, by_status, events, count_
+    meta, runs, run_ids, journal, inbox, signal_ids, timers, ready, waits, by_status, events, inputs, count_
 };
 
 /// Throws the abide error for an LMDB return code (the one place that maps them).
@@ -181,6 +182,9 @@ private:
     /// Creates a new database file at path_ so that it exists only whole.
     void create_file(unsigned flags);
     void open_databases(bool create);
+    /// Opens (with `create`, makes) one table, or returns false if it does
+    /// not exist and `may_lack`; FormatError if it does not exist otherwise.
+    bool open_table(Txn& txn, Db db, bool create, bool may_lack);
     void check_format();
     /// The version in the format record; FormatError if there is none.
     std::uint32_t format_version(const Txn& txn) const;
@@ -198,6 +202,8 @@ private:
     std::size_t map_size_;
     std::size_t max_map_size_;
     bool read_only_ = false;
+    /// The file predates the inputs table (format 6 or older, until upgraded).
+    bool lacks_inputs_ = false;
     unsigned flags_ = 0;  // the LMDB flags it was opened with
     /// Set while reopen_after_panic runs (under the exclusive map lock).
     std::atomic<std::thread::id> reopening_thread_{};

@@ -166,6 +166,19 @@ private:
         const auto id_target = t.get(Db::run_ids, r.id);
         expect(id_target && id_target->size() == 8 && get_be64(*id_target) == run,
                "the id index does not point at this run");
+        // Records written before format 7 hold their input; newer ones have it in the inputs table.
+        if (r.input.empty()) {
+            const auto input = t.get(Db::inputs, run_key(run));
+            if (!input) {
+                run_problem(run, "its input is missing from the inputs table");
+            } else {
+                try {
+                    (void)decode_run_input(*input, run);
+                } catch (const FormatError& e) {
+                    run_problem(run, e.what());
+                }
+            }
+        }
         const bool executable = in_ready_set(r.status);
         if (!executable)
             expect(t.get(Db::by_status, status_key(r.status, run)).has_value(),
@@ -209,7 +222,7 @@ private:
                                r.journal_len));
     }
 
-    /// Every index entry names a run that exists.
+    /// Every index entry, and every stored input, names a run that exists.
     void check_indexes(Txn& t) {
         struct Index {
             Db db;
@@ -219,7 +232,8 @@ private:
         static constexpr Index indexes[] = {{Db::ready, "ready set", 0},
                                             {Db::by_status, "status index", 0},
                                             {Db::waits, "waits index", 0},
-                                            {Db::timers, "timers", 4}};
+                                            {Db::timers, "timers", 4},
+                                            {Db::inputs, "inputs", 0}};
         for (const Index& index : indexes) {
             guarded(index.name, [&] {
                 Cursor c(t, index.db);

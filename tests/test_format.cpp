@@ -1,6 +1,8 @@
 // The file format guard: newer formats are refused untouched, and a damaged
 // record is reported for its run while the other runs go on.
+#include "bytes.hpp"
 #include "lmdb_support.hpp"
+#include "records.hpp"
 #include "support.hpp"
 
 #include <catch2/catch.hpp>
@@ -144,7 +146,7 @@ std::uint32_t format_of(const std::filesystem::path& db) {
 
 }  // namespace
 
-TEST_CASE("a format 2 to 5 file is upgraded in place by the first engine that opens it", "[storage][format]") {
+TEST_CASE("a format 2 to 6 file is upgraded in place by the first engine that opens it", "[storage][format]") {
     test::TempDir dir;
     test::ManualClock clock;
     park_two_runs(dir, clock);  // #1 and #2 wait
@@ -153,7 +155,7 @@ TEST_CASE("a format 2 to 5 file is upgraded in place by the first engine that op
         define_approval(engine);
         (void)engine.start("approval", std::string("c"), StartOptions{.run_id = "third"});  // #3, ready
     }
-    const std::uint32_t old_format = GENERATE(2u, 3u, 4u, 5u);
+    const std::uint32_t old_format = GENERATE(2u, 3u, 4u, 5u, 6u);
     // Format 2 also listed ready and running runs in by_status. (Its events,
     // of an older layout, are read as they are: test_records.cpp.)
     if (old_format == 2) add_status_entry(dir.db(), RunStatus::ready, 3);
@@ -492,4 +494,169 @@ TEST_CASE("verify_database reports missing, foreign and mangled files without to
     INFO(mangled.to_json().dump());
     REQUIRE_FALSE(mangled.ok());
     CHECK(file_bytes(dir.db()) == bytes);
+}
+
+namespace {
+
+std::string raw_value(const std::filesystem::path& db, const char* table, const std::string& key) {
+    std::string value;
+    change_table(db, table, [&](MDB_txn* txn, MDB_dbi dbi) {
+        MDB_val k{key.size(), const_cast<char*>(key.data())}, v{};
+        REQUIRE(mdb_get(txn, dbi, &k, &v) == 0);
+        value.assign(static_cast<const char*>(v.mv_data), v.mv_size);
+    });
+    return value;
+}
+
+/// Two steps, then a wait; its output adds up what the steps saw of the input.
+void define_sizes(Engine& engine) {
+    engine
+        .define("sizes",
+                [](Context& ctx, const std::string& doc) {
+                    const auto a = ctx.step("a", [&] { return doc.size(); });
+                    const auto b = ctx.step("b", [&] { return doc.size() + 1; });
+                    auto d = ctx.wait_for_signal<test::Decision>("decision", 24h);
+                    return std::to_string(a + b) + (d ? " " + d->status : " timed out");
+                })
+        .signal<test::Decision>("decision");
+}
+
+/// Makes `db` what format 6 wrote: each run's input inside its record, no
+/// inputs table.
+void inline_inputs_as_format_6(const std::filesystem::path& db) {
+    std::map<std::uint64_t, std::string> inputs;
+    change_table(db, "inputs", [&](MDB_txn* txn, MDB_dbi dbi) {
+        MDB_cursor* cursor = nullptr;
+        REQUIRE(mdb_cursor_open(txn, dbi, &cursor) == 0);
+        MDB_val k{}, v{};
+        for (int rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+            const std::uint64_t run = detail::get_be64(std::string_view(static_cast<const char*>(k.mv_data), k.mv_size));
+            inputs[run] = detail::decode_run_input({static_cast<const char*>(v.mv_data), v.mv_size}, run);
+        }
+        mdb_cursor_close(cursor);
+        REQUIRE(mdb_drop(txn, dbi, 1) == 0);  // the table goes
+    });
+    for (const auto& [run, input] : inputs)
+        edit_value(db, "runs", be64(run), [&, run = run](std::string& v) {
+            detail::RunRecord record = detail::decode_run_record(v, run);
+            REQUIRE(record.input.empty());
+            record.input = input;
+            v = detail::encode(record, run);
+        });
+    edit_value(db, "meta", "format", [](std::string& v) { v.back() = 6; });
+}
+
+}  // namespace
+
+TEST_CASE("a run's input is stored once, apart from the record each step rewrites", "[storage][format]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    const std::string doc(100 * 1024, 'x');
+    {
+        Engine engine(test::test_options(dir, clock));
+        define_sizes(engine);
+        (void)engine.start("sizes", doc, StartOptions{.run_id = "big"});
+        engine.poll();
+        REQUIRE(engine.status("big")->status == RunStatus::waiting);
+    }
+    // The record, rewritten at the start, at each step and at the wait,
+    // holds none of the input's 100 KiB; the input was stored once.
+    CHECK(raw_value(dir.db(), "runs", be64(1)).size() < 256);
+    CHECK(raw_value(dir.db(), "inputs", be64(1)).size() > doc.size());
+    // Another engine, with nothing cached, replays the run from the stored input.
+    {
+        Engine engine(test::test_options(dir, clock));
+        define_sizes(engine);
+        CHECK(engine.status("big")->input == json(doc));
+        REQUIRE(engine.signal("big", "decision", test::approved()).outcome == SignalOutcome::delivered);
+        engine.poll();
+        CHECK(engine.result<std::string>("big") == std::to_string(2 * doc.size() + 1) + " approved");
+    }
+    const VerifyReport report = verify_database(dir.db());
+    INFO(report.to_json().dump());
+    CHECK(report.ok());
+}
+
+TEST_CASE("runs of a format 6 file keep their input in their record and go on after the upgrade", "[storage][format]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    {
+        Engine engine(test::test_options(dir, clock));
+        define_sizes(engine);
+        (void)engine.start("sizes", std::string("abc"), StartOptions{.run_id = "old"});
+        engine.poll();
+    }
+    inline_inputs_as_format_6(dir.db());
+    REQUIRE(format_of(dir.db()) == 6);
+    {
+        Engine engine(test::test_options(dir, clock));
+        define_sizes(engine);
+        CHECK(engine.status("old")->input == json("abc"));
+        (void)engine.start("sizes", std::string("defgh"), StartOptions{.run_id = "new"});
+        engine.poll();
+        REQUIRE(engine.signal("old", "decision", test::approved()).outcome == SignalOutcome::delivered);
+        REQUIRE(engine.signal("new", "decision", test::approved()).outcome == SignalOutcome::delivered);
+        engine.poll();
+        CHECK(engine.result<std::string>("old") == "7 approved");
+        CHECK(engine.result<std::string>("new") == "11 approved");
+    }
+    CHECK(format_of(dir.db()) == journal_format_version);
+    CHECK_FALSE(detail::decode_run_record(raw_value(dir.db(), "runs", be64(1)), 1).input.empty());
+    CHECK(detail::decode_run_record(raw_value(dir.db(), "runs", be64(2)), 2).input.empty());
+    const VerifyReport report = verify_database(dir.db());
+    INFO(report.to_json().dump());
+    CHECK(report.ok());
+}
+
+TEST_CASE("a run whose stored input is missing or damaged is reported and not run; the others go on",
+          "[storage][format][verify]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    {
+        Engine engine(test::test_options(dir, clock));
+        define_sizes(engine);
+        (void)engine.start("sizes", std::string("first input"), StartOptions{.run_id = "first"});
+        (void)engine.start("sizes", std::string("second input"), StartOptions{.run_id = "second"});
+    }
+    const bool missing = GENERATE(true, false);
+    if (missing)
+        change_table(dir.db(), "inputs", [](MDB_txn* txn, MDB_dbi dbi) {
+            const std::string key = be64(1);
+            MDB_val k{key.size(), const_cast<char*>(key.data())};
+            REQUIRE(mdb_del(txn, dbi, &k, nullptr) == 0);
+        });
+    else
+        edit_value(dir.db(), "inputs", be64(1), [](std::string& v) { v[v.size() / 2] ^= 0x20; });
+
+    const VerifyReport report = verify_database(dir.db());
+    INFO(report.to_json().dump());
+    CHECK(report.damaged_runs == std::vector<std::string>{"first"});
+    REQUIRE(report.problems.size() == 1);
+    CHECK_THAT(report.problems[0],
+               Catch::Contains("run 'first' (#1)") &&
+                   Catch::Contains(missing ? "its input is missing from the inputs table" : "checksum"));
+
+    Engine engine(test::test_options(dir, clock));
+    define_sizes(engine);
+    const PollResult polled = engine.poll();
+    REQUIRE(polled.problems.size() == 1);
+    CHECK_THAT(polled.problems[0], Catch::Contains(missing ? "has no input record" : "checksum"));
+    CHECK(engine.status("second")->status == RunStatus::waiting);
+    // Its record is sound and says ready; what status() would show of it is not.
+    CHECK(engine.stats().ready == 1);
+    CHECK_THROWS_WITH(engine.status("first"), Catch::Contains(missing ? "has no input record" : "checksum"));
+}
+
+TEST_CASE("a format 7 file without its inputs table is refused as damaged and left untouched", "[storage][format]") {
+    test::TempDir dir;
+    test::ManualClock clock;
+    park_one_run(dir, clock);
+    change_table(dir.db(), "inputs", [](MDB_txn* txn, MDB_dbi dbi) { REQUIRE(mdb_drop(txn, dbi, 1) == 0); });
+    const std::string before = file_bytes(dir.db());
+    CHECK_THROWS_WITH(Engine(test::test_options(dir, clock)), Catch::Contains("lacks its 'inputs' table"));
+    const VerifyReport report = verify_database(dir.db());
+    CHECK(report.unreadable);
+    CHECK_THAT(report.to_json().dump(), Catch::Contains("lacks its 'inputs' table"));
+    CHECK(file_bytes(dir.db()) == before);
 }

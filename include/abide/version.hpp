@@ -10,7 +10,8 @@ namespace abide {
 /// and running runs to the ready set. 4: events name their run by number.
 /// 5: journal entries store only the fields they use, times relative.
 /// 6: an event that tells of a journal entry refers to it, times relative.
-/// An Engine upgrades format 2 to 5 files in place; format 1 files are
+/// 7: a run's input is stored once, in the inputs table, not in its record.
+/// An Engine upgrades format 2 to 6 files in place; format 1 files are
 /// refused (abide.storage.older_format), unchanged.
-inline constexpr unsigned journal_format_version = 6;
+inline constexpr unsigned journal_format_version = 7;
 }  // namespace abide

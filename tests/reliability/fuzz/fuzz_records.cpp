@@ -3,8 +3,8 @@
 // may have changed.
 //
 // Input: byte 0 chooses the decoder (low three bits: 0 journal entry, 1 run
-// record, 2 buffered signal, 3 event, 4 signal id, 5 stored JSON text; 6 and 7
-// none) and, with bit
+// record, 2 buffered signal, 3 event, 4 signal id, 5 stored JSON text, 6 run
+// input; 7 none) and, with bit
 // 3 set, asks for a valid checksum: the rest of the input is then the record
 // without its CRC-32C, which the target appends (computed over the codec's key
 // and the record, as ByteWriter::finish does). Without that mode almost every
@@ -87,6 +87,16 @@ struct SignalIdCodec {
     static std::string encode(SignalIdMark m) { return encode_signal_id(m, run_number, signal_id); }
 };
 
+struct RunInputCodec {
+    static constexpr std::string_view name = "run input";
+    static std::string key() { return run_key(run_number).str(); }
+    static std::string decode(std::string_view b) { return decode_run_input(b, run_number); }
+    static std::string encode(const std::string& input) {
+        std::string buffer;
+        return std::string(encode_run_input(input, run_number, buffer));
+    }
+};
+
 /// Decodes `bytes` with C; true if it decoded, false on FormatError. Any
 /// other exception breaks the property.
 template <class C, class Record>
@@ -148,6 +158,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         case event: check<EventCodec>(rest, append_checksum); break;
         case signal_id_mark: check<SignalIdCodec>(rest, append_checksum); break;
         case stored_json: check_stored_json(rest); break;
+        case run_input: check<RunInputCodec>(rest, append_checksum); break;
         default: break;
     }
     return 0;

@@ -157,6 +157,9 @@ void write_records(const fs::path& dir) {
                  encode_signal_id(SignalIdMark::accepted, run_number, signal_id));
     write_record(dir, "signal-id-too-late", signal_id_mark,
                  encode_signal_id(SignalIdMark::too_late, run_number, signal_id));
+    std::string buffer;
+    write_record(dir, "run-input", run_input,
+                 std::string(encode_run_input(R"({"ticket":"T-1001","amount":4900})", run_number, buffer)));
 }
 
 // ---- signal payloads: the JSON text as a host receives it -------------------------

@@ -20,7 +20,8 @@ enum Decoder : char {
     inbox_entry = 2,
     event = 3,
     signal_id_mark = 4,
-    stored_json = 5
+    stored_json = 5,
+    run_input = 6
 };
 inline constexpr char checksum_appended = 8;
 
