@@ -522,8 +522,7 @@ std::size_t Mirror::list_waiting(std::string_view name, std::size_t limit) {
          rc = mdb_cursor_get(c.cursor, &k, &v, MDB_NEXT)) {
         std::string_view key = view(k);
         if (!key.starts_with(prefix)) break;
-        MDB_val run = val(key.substr(prefix.size(), 8)), record{};
-        if (mdb_get(r.txn, dbis_[static_cast<std::size_t>(Db::runs)], &run, &record) == 0) bytes += record.mv_size;
+        bytes += run_bytes(r.txn, key.substr(prefix.size(), 8));
         ++count;
     }
     return bytes;
@@ -532,10 +531,17 @@ std::size_t Mirror::list_waiting(std::string_view name, std::size_t limit) {
 std::size_t Mirror::get_run(std::string_view run_id) {
     if (disabled_) return 0;
     ReadTxn r(env_);
-    MDB_val id = val(run_id), number{}, record{};
+    MDB_val id = val(run_id), number{};
     if (mdb_get(r.txn, dbis_[static_cast<std::size_t>(Db::run_ids)], &id, &number) != 0) return 0;
-    if (mdb_get(r.txn, dbis_[static_cast<std::size_t>(Db::runs)], &number, &record) != 0) return 0;
-    return record.mv_size;
+    return run_bytes(r.txn, view(number));
+}
+
+std::size_t Mirror::run_bytes(MDB_txn* txn, std::string_view run_key) {
+    MDB_val run = val(run_key), record{}, input{};
+    std::size_t bytes = 0;
+    if (mdb_get(txn, dbis_[static_cast<std::size_t>(Db::runs)], &run, &record) == 0) bytes += record.mv_size;
+    if (mdb_get(txn, dbis_[static_cast<std::size_t>(Db::inputs)], &run, &input) == 0) bytes += input.mv_size;
+    return bytes;
 }
 
 double Mirror::open_seconds(const fs::path& file) {

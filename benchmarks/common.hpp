@@ -32,6 +32,7 @@
 #include <vector>
 
 struct MDB_env;
+struct MDB_txn;
 
 namespace abide_bench {
 
@@ -252,9 +253,9 @@ public:
     /// with `prefix`; returns their total key+value bytes.
     std::size_t scan(Db db, std::string_view prefix, std::size_t limit);
     /// One read transaction: the first `limit` keys of `waits` for `name`, and
-    /// each one's run record (what list_runs(waiting_for) has to read).
+    /// each one's run record and input (what list_runs(waiting_for) has to read).
     std::size_t list_waiting(std::string_view name, std::size_t limit);
-    /// One read transaction: run_ids[id] then runs[run#] (what status() reads).
+    /// One read transaction: run_ids[id], then runs[run#] and inputs[run#] (what status() reads).
     std::size_t get_run(std::string_view run_id);
     /// Seconds to open a raw LMDB environment on `file` and its named tables.
     static double open_seconds(const fs::path& file);
@@ -264,6 +265,8 @@ public:
 private:
     void open(bool create);
     void close();
+    /// The bytes of the record and the input of the run keyed `run_key`, read in `txn`.
+    std::size_t run_bytes(MDB_txn* txn, std::string_view run_key);
 
     fs::path file_;
     abide::Durability durability_;

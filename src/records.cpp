@@ -342,13 +342,14 @@ std::string encode(const RunRecord& run, std::uint64_t number) {
 }
 
 std::string_view encode(const RunRecord& run, std::uint64_t number, std::string& buffer) {
-    ByteWriter w(record_version, buffer);
+    const bool inline_input = !run.input.empty();
+    ByteWriter w(inline_input ? record_version : run_record_version, buffer);
     w.str(run.id);
     w.str(run.workflow);
     w.u8(static_cast<std::uint8_t>(run.status));
     w.svarint(run.created_us);
     w.svarint(run.updated_us);
-    w.str(run.input);
+    if (inline_input) w.str(run.input);
     w.str(run.output);
     w.u8(run.error ? 1 : 0);
     if (run.error) {
@@ -375,7 +376,9 @@ std::string_view encode(const RunRecord& run, std::uint64_t number, std::string&
 
 RunRecord decode_run_record(std::string_view bytes, std::uint64_t run_number) {
     ByteReader r(bytes, run_key(run_number), what_run(run_number));
-    check_version(r);
+    if (r.version() != record_version && r.version() != run_record_version)
+        r.fail("run record layout " + std::to_string(r.version()) + ", this build reads " +
+               std::to_string(record_version) + " and " + std::to_string(run_record_version));
     RunRecord run;
     run.id = r.str();
     run.workflow = r.str();
@@ -384,7 +387,7 @@ RunRecord decode_run_record(std::string_view bytes, std::uint64_t run_number) {
     run.status = static_cast<RunStatus>(status);
     run.created_us = time_field(r);
     run.updated_us = time_field(r);
-    run.input = r.str();
+    if (r.version() == record_version) run.input = r.str();
     run.output = r.str();
     if (r.u8()) {
         ErrorInfo e;

@@ -15,6 +15,11 @@ namespace abide::detail {
 
 /// 2: the checksum covers the record's key (1: the record alone).
 inline constexpr std::uint8_t record_version = 2;
+/// Run records without an input field (format 7: the input is in the inputs
+/// table). A build that reads only layout 2 then refuses them as damaged
+/// instead of reading their runs as having no input. Runs started before
+/// format 7 keep their input, and with it layout 2.
+inline constexpr std::uint8_t run_record_version = 3;
 
 /// Microseconds since the Unix epoch: how every time is stored.
 inline std::int64_t to_micros(TimePoint t) {
@@ -94,8 +99,8 @@ struct RunRecord {
     RunStatus status = RunStatus::ready;
     std::int64_t created_us = 0;
     std::int64_t updated_us = 0;
-    /// JSON text, only in records written before format 7; newer ones
-    /// leave it empty and keep the input in the inputs table (RunInput).
+    /// JSON text, only in runs started before format 7 (layout 2 records);
+    /// newer ones have none here and keep the input in the inputs table.
     std::string input;
     std::string output;  // JSON text, when completed
     std::optional<ErrorInfo> error;

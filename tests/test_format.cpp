@@ -146,6 +146,58 @@ std::uint32_t format_of(const std::filesystem::path& db) {
 
 }  // namespace
 
+namespace {
+
+std::string raw_value(const std::filesystem::path& db, const char* table, const std::string& key) {
+    std::string value;
+    change_table(db, table, [&](MDB_txn* txn, MDB_dbi dbi) {
+        MDB_val k{key.size(), const_cast<char*>(key.data())}, v{};
+        REQUIRE(mdb_get(txn, dbi, &k, &v) == 0);
+        value.assign(static_cast<const char*>(v.mv_data), v.mv_size);
+    });
+    return value;
+}
+
+/// Two steps, then a wait; its output adds up what the steps saw of the input.
+void define_sizes(Engine& engine) {
+    engine
+        .define("sizes",
+                [](Context& ctx, const std::string& doc) {
+                    const auto a = ctx.step("a", [&] { return doc.size(); });
+                    const auto b = ctx.step("b", [&] { return doc.size() + 1; });
+                    auto d = ctx.wait_for_signal<test::Decision>("decision", 24h);
+                    return std::to_string(a + b) + (d ? " " + d->status : " timed out");
+                })
+        .signal<test::Decision>("decision");
+}
+
+/// Makes `db` hold what formats 6 and older wrote: each run's input inside
+/// its record, no inputs table (the caller sets the format).
+void inline_inputs(const std::filesystem::path& db) {
+    std::map<std::uint64_t, std::string> inputs;
+    change_table(db, "inputs", [&](MDB_txn* txn, MDB_dbi dbi) {
+        MDB_cursor* cursor = nullptr;
+        REQUIRE(mdb_cursor_open(txn, dbi, &cursor) == 0);
+        MDB_val k{}, v{};
+        for (int rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+            const std::uint64_t run = detail::get_be64(std::string_view(static_cast<const char*>(k.mv_data), k.mv_size));
+            inputs[run] = detail::decode_run_input({static_cast<const char*>(v.mv_data), v.mv_size}, run);
+        }
+        mdb_cursor_close(cursor);
+        REQUIRE(mdb_drop(txn, dbi, 1) == 0);  // the table goes
+    });
+    for (const auto& [run, input] : inputs)
+        edit_value(db, "runs", be64(run), [&, run = run](std::string& v) {
+            detail::RunRecord record = detail::decode_run_record(v, run);
+            REQUIRE(record.input.empty());
+            record.input = input;
+            v = detail::encode(record, run);
+        });
+}
+
+}  // namespace
+
 TEST_CASE("a format 2 to 6 file is upgraded in place by the first engine that opens it", "[storage][format]") {
     test::TempDir dir;
     test::ManualClock clock;
@@ -159,6 +211,7 @@ TEST_CASE("a format 2 to 6 file is upgraded in place by the first engine that op
     // Format 2 also listed ready and running runs in by_status. (Its events,
     // of an older layout, are read as they are: test_records.cpp.)
     if (old_format == 2) add_status_entry(dir.db(), RunStatus::ready, 3);
+    inline_inputs(dir.db());  // as formats before 7 stored them
     edit_value(dir.db(), "meta", "format", [&](std::string& v) { v.back() = static_cast<char>(old_format); });
     REQUIRE(format_of(dir.db()) == old_format);
 
@@ -496,58 +549,6 @@ TEST_CASE("verify_database reports missing, foreign and mangled files without to
     CHECK(file_bytes(dir.db()) == bytes);
 }
 
-namespace {
-
-std::string raw_value(const std::filesystem::path& db, const char* table, const std::string& key) {
-    std::string value;
-    change_table(db, table, [&](MDB_txn* txn, MDB_dbi dbi) {
-        MDB_val k{key.size(), const_cast<char*>(key.data())}, v{};
-        REQUIRE(mdb_get(txn, dbi, &k, &v) == 0);
-        value.assign(static_cast<const char*>(v.mv_data), v.mv_size);
-    });
-    return value;
-}
-
-/// Two steps, then a wait; its output adds up what the steps saw of the input.
-void define_sizes(Engine& engine) {
-    engine
-        .define("sizes",
-                [](Context& ctx, const std::string& doc) {
-                    const auto a = ctx.step("a", [&] { return doc.size(); });
-                    const auto b = ctx.step("b", [&] { return doc.size() + 1; });
-                    auto d = ctx.wait_for_signal<test::Decision>("decision", 24h);
-                    return std::to_string(a + b) + (d ? " " + d->status : " timed out");
-                })
-        .signal<test::Decision>("decision");
-}
-
-/// Makes `db` what format 6 wrote: each run's input inside its record, no
-/// inputs table.
-void inline_inputs_as_format_6(const std::filesystem::path& db) {
-    std::map<std::uint64_t, std::string> inputs;
-    change_table(db, "inputs", [&](MDB_txn* txn, MDB_dbi dbi) {
-        MDB_cursor* cursor = nullptr;
-        REQUIRE(mdb_cursor_open(txn, dbi, &cursor) == 0);
-        MDB_val k{}, v{};
-        for (int rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rc == 0;
-             rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-            const std::uint64_t run = detail::get_be64(std::string_view(static_cast<const char*>(k.mv_data), k.mv_size));
-            inputs[run] = detail::decode_run_input({static_cast<const char*>(v.mv_data), v.mv_size}, run);
-        }
-        mdb_cursor_close(cursor);
-        REQUIRE(mdb_drop(txn, dbi, 1) == 0);  // the table goes
-    });
-    for (const auto& [run, input] : inputs)
-        edit_value(db, "runs", be64(run), [&, run = run](std::string& v) {
-            detail::RunRecord record = detail::decode_run_record(v, run);
-            REQUIRE(record.input.empty());
-            record.input = input;
-            v = detail::encode(record, run);
-        });
-    edit_value(db, "meta", "format", [](std::string& v) { v.back() = 6; });
-}
-
-}  // namespace
 
 TEST_CASE("a run's input is stored once, apart from the record each step rewrites", "[storage][format]") {
     test::TempDir dir;
@@ -562,7 +563,9 @@ TEST_CASE("a run's input is stored once, apart from the record each step rewrite
     }
     // The record, rewritten at the start, at each step and at the wait,
     // holds none of the input's 100 KiB; the input was stored once.
-    CHECK(raw_value(dir.db(), "runs", be64(1)).size() < 256);
+    const std::string record = raw_value(dir.db(), "runs", be64(1));
+    CHECK(record.size() < 256);
+    CHECK(record[0] == detail::run_record_version);
     CHECK(raw_value(dir.db(), "inputs", be64(1)).size() > doc.size());
     // Another engine, with nothing cached, replays the run from the stored input.
     {
@@ -587,8 +590,8 @@ TEST_CASE("runs of a format 6 file keep their input in their record and go on af
         (void)engine.start("sizes", std::string("abc"), StartOptions{.run_id = "old"});
         engine.poll();
     }
-    inline_inputs_as_format_6(dir.db());
-    REQUIRE(format_of(dir.db()) == 6);
+    inline_inputs(dir.db());
+    edit_value(dir.db(), "meta", "format", [](std::string& v) { v.back() = 6; });
     {
         Engine engine(test::test_options(dir, clock));
         define_sizes(engine);
@@ -602,8 +605,14 @@ TEST_CASE("runs of a format 6 file keep their input in their record and go on af
         CHECK(engine.result<std::string>("new") == "11 approved");
     }
     CHECK(format_of(dir.db()) == journal_format_version);
-    CHECK_FALSE(detail::decode_run_record(raw_value(dir.db(), "runs", be64(1)), 1).input.empty());
-    CHECK(detail::decode_run_record(raw_value(dir.db(), "runs", be64(2)), 2).input.empty());
+    // The old run's record keeps its input, and layout 2, through its steps;
+    // the new run's record has none (layout 3, which older builds refuse).
+    const std::string old_record = raw_value(dir.db(), "runs", be64(1));
+    CHECK(old_record[0] == detail::record_version);
+    CHECK_FALSE(detail::decode_run_record(old_record, 1).input.empty());
+    const std::string new_record = raw_value(dir.db(), "runs", be64(2));
+    CHECK(new_record[0] == detail::run_record_version);
+    CHECK(detail::decode_run_record(new_record, 2).input.empty());
     const VerifyReport report = verify_database(dir.db());
     INFO(report.to_json().dump());
     CHECK(report.ok());

@@ -501,9 +501,9 @@ void Harness::full_disk() {
     const fs::path mnt = dir / "tmpfs";
     // 4 MiB, not 2: the filler leaves the same 256 KiB whatever the size, but
     // after it is removed the database must fit what finishing needs. The big
-    // runs suspend with their 48 KiB input as the suspend data, so the journal,
-    // the event log and the run record take it again: the file grows from
-    // ~0.4 MiB to ~1.6 MiB with no reader at all. And LMDB cannot reuse pages
+    // runs suspend with their 48 KiB input as the suspend data, so the journal
+    // and the event log take it again, beside the input's own record: the file
+    // grows by more than a MiB with no reader at all. And LMDB cannot reuse pages
     // freed after the oldest live snapshot, nor ever shrinks the file: when the
     // reader's snapshot lasts across the last commits (a reader descheduled
     // under CPU load) it reaches ~2 MiB, a full 2 MiB tmpfs again, and the
