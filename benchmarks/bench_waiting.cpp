@@ -8,7 +8,10 @@
 // its engine still open: the fibers its cache keeps (Stats::cached_runs) and
 // the process's anonymous memory (RssAnon: heap and stacks, not LMDB's map),
 // which the cache's bound must keep the same for 1,000 and 1,000,000 parked
-// runs. Measured (the durability mode applies from here on):
+// runs. Then the same reading for 1,000 runs whose input is a document of
+// 100 KiB, parked and all cached: each should hold its input once, in what
+// the workflow decoded (the engine keeps no text or JSON copy of it).
+// Measured (the durability mode applies from here on):
 //   * time to open each database (Engine construction): abide scans nothing
 //     at open, so both should take the same time; raw LMDB's open as reference;
 //   * process RSS (VmRSS) before and after open, and after the queries;
@@ -66,6 +69,41 @@ Setup create(const fs::path& db, std::size_t runs) {
     fsync_file(db);
     setup.seconds = sw.wall();
     return setup;
+}
+
+/// A run's input that carries a document.
+struct Document {
+    std::string id;
+    std::string text;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Document, id, text)
+
+constexpr std::size_t document_runs = 1000;
+constexpr std::size_t document_bytes = 100 * 1024;
+
+/// The anonymous memory (MiB) of the process with document_runs runs parked
+/// in one engine's cache, each holding a document of document_bytes.
+double parked_documents_mib(const fs::path& db) {
+    abide::Engine engine(engine_options(db, abide::Durability::unsynced, map_bytes));
+    engine.define("document_review", [](abide::Context& ctx, const Document& doc) {
+              const auto decision = ctx.wait_for_signal<Decision>(refund_signal, std::chrono::hours(7 * 24));
+              return doc.id + (decision ? ": " + decision->status : ": timed out");
+          })
+        .signal<Decision>(refund_signal);
+    std::vector<abide::StartRequest> batch(document_runs);
+    for (std::size_t i = 0; i < document_runs; ++i) {
+        batch[i].workflow = "document_review";
+        batch[i].input = Document{fmt::format("doc-{}", i), std::string(document_bytes, 'x')};
+    }
+    (void)engine.start_batch(batch);
+    batch.clear();
+    batch.shrink_to_fit();
+    std::size_t waiting = 0;
+    for (abide::PollResult r = engine.poll(); r.runs_advanced > 0; r = engine.poll()) waiting += r.waiting;
+    expect(waiting == document_runs && engine.stats().cached_runs == document_runs,
+           "documents: every run must park and stay cached");
+    trim_heap();
+    return static_cast<double>(anon_rss_bytes()) / mib;
 }
 
 double open_seconds(const Args& args, const fs::path& db) {
@@ -168,7 +206,9 @@ int body(int argc, char** argv) {
     const fs::path big = scratch.file("waiting.db");
     const fs::path small = scratch.file("waiting-1000.db");
     std::cout << fmt::format("setup: creating {} waiting runs with Durability::unsynced ...", n) << std::endl;
-    // The small one first: its memory reading must not include what the big one's setup left in the heap.
+    // The documents first, then the small one: a reading must not include
+    // what a bigger setup left in the heap.
+    const double documents_mib = parked_documents_mib(scratch.file("documents.db"));
     const Setup setup_small = create(small, small_n);
     const Setup setup = create(big, n);
     const double setup_big = setup.seconds;
@@ -180,6 +220,10 @@ int body(int argc, char** argv) {
     report.add("setup_anon_rss_small_mib",
                "the same after parking " + std::to_string(small_n) + " runs, in the same process before it", "MiB",
                Better::lower, setup_small.anon_rss_mib);
+    report.add("documents_anon_rss_mib",
+               fmt::format("anonymous memory with {} parked runs whose input is {} KiB, all cached", document_runs,
+                           document_bytes / 1024),
+               "MiB", Better::lower, documents_mib);
     const double disk = static_cast<double>(fs::file_size(big));
     report.add("bytes_per_run", "bytes on disk per waiting run (" + std::to_string(n) + " runs)", "bytes",
                Better::lower, disk / static_cast<double>(n));

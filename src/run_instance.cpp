@@ -111,7 +111,8 @@ void RunInstance::fiber_main() {
         json output;
         try {
             json input = input_.empty() ? json() : parse_stored_json(input_);
-            output = def_.body(ctx, input);
+            std::string().swap(input_);
+            output = def_.body(ctx, std::move(input));
         } catch (const FiberUnwind&) {
             output = json(json::value_t::discarded);
         } catch (const boost::context::detail::forced_unwind&) {

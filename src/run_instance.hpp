@@ -134,7 +134,9 @@ private:
     const std::uint64_t run_number_;
     const std::string id_;
     const std::uint32_t incarnation_;
-    const std::string input_;
+    /// The input as JSON text until the fiber starts, which parses it and lets
+    /// it go: a parked fiber holds only what its workflow keeps of it.
+    std::string input_;
     std::vector<JournalEntry> journal_;
     std::size_t cursor_ = 0;
     Request request_;

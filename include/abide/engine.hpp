@@ -84,11 +84,12 @@ public:
         } else {
             def.validate_input = [](const json&) {};
         }
-        def.body = [fn](Context& ctx, const json& input) -> json {
+        def.body = [fn](Context& ctx, json&& input) -> json {
             try {
                 if constexpr (sig::arity == 2) {
                     using In = typename sig::template arg<1>;
                     In in = detail::decode_as<In>(input, "workflow input");
+                    input = json();  // a parked run keeps one copy of its input: the workflow's
                     return detail::call_and_encode<Out>(fn, ctx, in);
                 } else {
                     (void)input;

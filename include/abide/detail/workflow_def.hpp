@@ -19,9 +19,10 @@ using payload_validator = std::function<void(const json&)>;
 
 struct WorkflowDef {
     std::string name;
-    /// Decodes the input, runs the workflow, encodes its output; a discarded
-    /// json value if the workflow was unwound (FiberUnwind).
-    std::function<json(Context&, const json& input)> body;
+    /// Decodes the input, releases its JSON (the workflow keeps what it
+    /// decoded), runs the workflow, encodes its output; a discarded json
+    /// value if the workflow was unwound (FiberUnwind).
+    std::function<json(Context&, json&& input)> body;
     payload_validator validate_input;
     /// Declared signals by name; a signal to an undeclared name is refused.
     std::map<std::string, payload_validator, std::less<>> signals;
