@@ -187,13 +187,15 @@ void inline_inputs(const std::filesystem::path& db) {
         mdb_cursor_close(cursor);
         REQUIRE(mdb_drop(txn, dbi, 1) == 0);  // the table goes
     });
-    for (const auto& [run, input] : inputs)
-        edit_value(db, "runs", be64(run), [&, run = run](std::string& v) {
+    for (const auto& entry : inputs) {
+        const std::uint64_t run = entry.first;
+        edit_value(db, "runs", be64(run), [&](std::string& v) {
             detail::RunRecord record = detail::decode_run_record(v, run);
             REQUIRE(record.input.empty());
-            record.input = input;
+            record.input = entry.second;
             v = detail::encode(record, run);
         });
+    }
 }
 
 }  // namespace
