@@ -35,15 +35,7 @@ std::int64_t many_steps(abide::Context& ctx, const std::int64_t& count) {
     return sum;
 }
 
-/// A run's input that carries a document beside the number of steps.
-struct Document {
-    std::int64_t steps = 0;
-    std::string text;
-};
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Document, steps, text)
-
 constexpr const char* document_workflow = "steps_over_a_document";
-constexpr std::size_t document_bytes = 100 * 1024;
 
 void define(abide::Engine& e) {
     e.define(workflow, many_steps).signal<int>("go");
@@ -91,7 +83,8 @@ FirstRun first_execution(const Args& args, const fs::path& db, std::size_t steps
     define(engine);
     const auto count = static_cast<std::int64_t>(steps);
     if (document)
-        (void)engine.start(document_workflow, Document{count, std::string(document_bytes, 'x')}, {.run_id = "first"});
+        (void)engine.start(document_workflow, Document{"first", count, std::string(document_bytes, 'x')},
+                           {.run_id = "first"});
     else
         (void)engine.start(workflow, count, {.run_id = "first"});
     if (mirror) {

@@ -71,15 +71,7 @@ Setup create(const fs::path& db, std::size_t runs) {
     return setup;
 }
 
-/// A run's input that carries a document.
-struct Document {
-    std::string id;
-    std::string text;
-};
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Document, id, text)
-
 constexpr std::size_t document_runs = 1000;
-constexpr std::size_t document_bytes = 100 * 1024;
 
 /// The anonymous memory (MiB) of the process with document_runs runs parked
 /// in one engine's cache, each holding a document of document_bytes.
@@ -93,7 +85,7 @@ double parked_documents_mib(const fs::path& db) {
     std::vector<abide::StartRequest> batch(document_runs);
     for (std::size_t i = 0; i < document_runs; ++i) {
         batch[i].workflow = "document_review";
-        batch[i].input = Document{fmt::format("doc-{}", i), std::string(document_bytes, 'x')};
+        batch[i].input = Document{fmt::format("doc-{}", i), 0, std::string(document_bytes, 'x')};
     }
     (void)engine.start_batch(batch);
     batch.clear();

@@ -292,6 +292,18 @@ struct Resume {
 Resume resume_against_mirror(abide::Engine& engine, Mirror& mirror, const Args& args, const std::string& run,
                              int read_reps);
 
+// ---- a run over a large input ------------------------------------------------------
+
+/// A run's input that carries a document (bench_step, bench_waiting): what
+/// a run costs must not grow with it once the run has started.
+struct Document {
+    std::string id;
+    std::int64_t steps = 0;
+    std::string text;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Document, id, steps, text)
+inline constexpr std::size_t document_bytes = 100 * 1024;
+
 // ---- the refund workload ------------------------------------------------------------
 
 struct Decision {

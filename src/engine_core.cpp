@@ -954,7 +954,7 @@ EngineCore::Claim EngineCore::load_claimed(const std::vector<std::uint64_t>& can
                     entries.push_back(decode_journal_entry(j.value(), run, seq, record.created_us));
                 }
                 if (!instance)
-                    instance = std::make_unique<RunInstance>(*this, *def, run, record, run_input(t, run, record));
+                    instance = std::make_unique<RunInstance>(*this, *def, run, record, read_run_input(t, run, record));
                 instance->append_committed(std::move(entries));
                 // A record read here, outside the commit queue, is kept only
                 // for the write that directly follows this snapshot (the

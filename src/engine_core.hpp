@@ -64,10 +64,6 @@ public:
     RunRecord read_run(Txn& txn, std::uint64_t run, std::string_view id) const;
     /// The public view of run #`run`, with its wait's data read from the journal.
     RunInfo run_info(Txn& txn, std::uint64_t run, const RunRecord& record) const;
-    /// The input of run #`run` as JSON text: from the inputs table, or from
-    /// `record` if it was written before format 7 (RunRecord::input).
-    /// FormatError if it is missing or damaged.
-    std::string run_input(const Txn& txn, std::uint64_t run, const RunRecord& record) const;
     std::optional<RunInfo> status(std::string_view run);
     std::vector<RunInfo> list_runs(const RunQuery& query);
     std::vector<Event> events(std::uint64_t after, std::size_t limit);

@@ -35,17 +35,7 @@ RunInfo EngineCore::run_info(Txn& txn, std::uint64_t run, const RunRecord& recor
     // The wait's data lives in its park entry only (the record mirrors the rest).
     if (record.park && record.status == RunStatus::waiting)
         park = read_journal_entry(txn, run, record.park->seq, record.created_us);
-    return to_run_info(record, run_input(txn, run, record), park ? &*park : nullptr);
-}
-
-std::string EngineCore::run_input(const Txn& txn, std::uint64_t run, const RunRecord& record) const {
-    if (!record.input.empty()) return record.input;
-    const auto stored = txn.get(Db::inputs, run_key(run));
-    if (!stored)
-        throw FormatError("abide.storage.corrupt",
-                          fmt::format("run '{}' (#{}) has no input record; the file is damaged. Run `abide check`",
-                                      record.id, run));
-    return decode_run_input(*stored, run);
+    return to_run_info(record, read_run_input(txn, run, record), park ? &*park : nullptr);
 }
 
 std::optional<RunInfo> EngineCore::status(std::string_view run) {

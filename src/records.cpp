@@ -568,6 +568,16 @@ EventSources event_sources_in(const Txn& txn) {
     return sources;
 }
 
+std::string read_run_input(const Txn& txn, std::uint64_t run, const RunRecord& record) {
+    if (!record.input.empty()) return record.input;  // a layout 2 record holds it
+    const auto raw = txn.get(Db::inputs, run_key(run));
+    if (!raw)
+        throw FormatError("abide.storage.corrupt", "run '" + record.id + "' (#" + std::to_string(run) +
+                                                       ") has no input record: its input is missing from the inputs "
+                                                       "table; the file is damaged. Run `abide check`");
+    return decode_run_input(*raw, run);
+}
+
 JournalEntry read_journal_entry(const Txn& txn, std::uint64_t run, std::uint32_t seq, std::int64_t created_us) {
     const auto raw = txn.get(Db::journal, journal_key(run, seq));
     if (!raw)

@@ -157,11 +157,6 @@ enum class SignalIdMark : std::uint8_t {
 /// The record also holds the run's number, which its key holds too: when the
 /// key is damaged, the check can still name the run the id belonged to.
 std::string encode_signal_id(SignalIdMark, std::uint64_t run, std::string_view signal_id);
-/// A run's input (JSON text), stored once when the run starts: apart from
-/// the run's record, which every step rewrites, so that a step costs the same
-/// whatever the size of the input.
-std::string_view encode_run_input(std::string_view input, std::uint64_t run, std::string& buffer);
-std::string decode_run_input(std::string_view bytes, std::uint64_t run);
 SignalIdMark decode_signal_id(std::string_view bytes, std::uint64_t run, std::string_view signal_id);
 /// The run number a signal_ids record holds, read without trusting the
 /// checksum (for naming the run in a report); nullopt if unreadable.
@@ -214,12 +209,22 @@ class Txn;
 /// Journal entry `seq` of run #`run` (created at `created_us`), read in
 /// `txn`; FormatError if it is missing or damaged.
 JournalEntry read_journal_entry(const Txn& txn, std::uint64_t run, std::uint32_t seq, std::int64_t created_us);
+
+/// A run's input (JSON text), stored once when the run starts: apart from
+/// the run's record, which every step rewrites, so that a step costs the same
+/// whatever the size of the input.
+std::string_view encode_run_input(std::string_view input, std::uint64_t run, std::string& buffer);
+std::string decode_run_input(std::string_view bytes, std::uint64_t run);
+/// The input of run #`run` as JSON text, read in `txn`: from `record` if it
+/// holds it (layout 2, runs started before format 7), else from the inputs
+/// table. FormatError if it is missing or damaged.
+std::string read_run_input(const Txn& txn, std::uint64_t run, const RunRecord& record);
 /// EventSources reading records in `txn` (which must outlive them), each run once.
 EventSources event_sources_in(const Txn& txn);
 
 /// Public view of a stored run; `park_entry`: its park's journal entry when
 /// it waits (for the wait's data).
-/// `input`: the run's input as JSON text (EngineCore::run_input).
+/// `input`: the run's input as JSON text (read_run_input).
 RunInfo to_run_info(const RunRecord&, std::string_view input, const JournalEntry* park_entry);
 
 }  // namespace abide::detail

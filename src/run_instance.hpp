@@ -56,7 +56,7 @@ struct Request {
 
 class RunInstance {
 public:
-    /// `input`: the run's input as JSON text (EngineCore::run_input).
+    /// `input`: the run's input as JSON text (read_run_input).
     RunInstance(EngineCore& core, const WorkflowDef& def, std::uint64_t run_number, const RunRecord& record,
                 std::string input);
     ~RunInstance();

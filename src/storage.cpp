@@ -435,7 +435,10 @@ void Storage::upgrade(Txn& txn, std::uint32_t from) {
     // instead of in its record, rewritten at every step; records of older
     // runs keep theirs and are read as they are.
     if (from <= 2) drop_executable_statuses(txn);
-    if (lacks_inputs_) lacks_inputs_ = !open_table(txn, Db::inputs, true, false);
+    if (lacks_inputs_) {
+        open_table(txn, Db::inputs, true, false);
+        lacks_inputs_ = false;
+    }
     std::string meta(format_magic);
     put_be32(meta, journal_format_version);
     txn.put(Db::meta, "format", meta);

@@ -166,18 +166,10 @@ private:
         const auto id_target = t.get(Db::run_ids, r.id);
         expect(id_target && id_target->size() == 8 && get_be64(*id_target) == run,
                "the id index does not point at this run");
-        // Records written before format 7 hold their input; newer ones have it in the inputs table.
-        if (r.input.empty()) {
-            const auto input = t.get(Db::inputs, run_key(run));
-            if (!input) {
-                run_problem(run, "its input is missing from the inputs table");
-            } else {
-                try {
-                    (void)decode_run_input(*input, run);
-                } catch (const FormatError& e) {
-                    run_problem(run, e.what());
-                }
-            }
+        try {
+            (void)read_run_input(t, run, r);
+        } catch (const FormatError& e) {
+            run_problem(run, e.what());
         }
         const bool executable = in_ready_set(r.status);
         if (!executable)
